@@ -65,6 +65,12 @@ class ClassifierCfg:
     eval_every: int = 0              # 0: only at the end
     amp: bool = True                 # used only on CUDA
     num_workers: int = 0
+    flip_prob: float = 0.5           # left-right flip and slice-order flip, each
+    affine_prob: float = 0.5         # small random affine (rotation, zoom, shift)
+    rotate_deg: float = 10.0
+    zoom: float = 0.1                # scale in [1 - zoom, 1 + zoom]
+    shift: float = 0.05              # translation, fraction of the image
+    eval_batch_size: int = 32        # windows per forward pass when scoring
 
 @dataclass
 class TeacherCfg:
@@ -84,6 +90,12 @@ class TeacherCfg:
     min_cluster_voxels: int = 100    # size filter, paper voxels at 512^2, scaled by area
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
+    channels_last: bool = True       # channels-last memory format in the teacher's IG passes
+    adaptive_steps: int = 8          # first IG step count, doubled up to ig_steps until completeness holds (0: always ig_steps)
+    completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
+    reference: str = "zeros"         # first IG reference: zeros (the cutout fill), blur, noise, mean
+    extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)
+    agg_threshold: float = 0.3       # Gaussian-weighted vote of the windows needed to label a voxel
 
 @dataclass
 class SegmenterCfg:
@@ -99,6 +111,11 @@ class SegmenterCfg:
     final_lr: float = 1e-7
     weight_decay: float = 1e-2
     mixup_alpha: float = 0.4
+    mixup_prob: float = 0.5          # share of batches mixed (MixUp)
+    aug_prob: float = 0.5            # per-sample probability of the random in-plane affine
+    aug_rotate: float = 15.0         # max in-plane rotation (degrees)
+    aug_scale: float = 0.1           # max relative in-plane zoom
+    sw_batch_size: int = 4           # sliding-window patches per forward pass
     positive_fraction: float = 0.5   # balanced patch sampling
     threshold: float = 0.5
     ckpt_every: int = 20

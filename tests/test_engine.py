@@ -1,0 +1,100 @@
+"""labelup.engine: schedule, checkpoints (weights_only), exact kill-and-resume, and a 2-process torchrun (gloo) run."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labelup.engine import (TrainConfig, latest_checkpoint, list_checkpoints, load_checkpoint, sharded_indices,
+                            train_loop, warmup_linear)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 1))
+
+
+def _batch(step, rng):
+    x = torch.from_numpy(rng.normal(size=(8, 3)).astype(np.float32))
+    return {"x": x, "y": x.sum(1, keepdim=True)}
+
+
+def _loss(model, b):
+    loss = nn.functional.mse_loss(model(b["x"]), b["y"])
+    return loss, {"mse": loss.detach()}
+
+
+def test_schedule():
+    assert warmup_linear(0, 10, 100, 1.0) == pytest.approx(0.1)
+    assert warmup_linear(9, 10, 100, 1.0) == pytest.approx(1.0)
+    assert warmup_linear(99, 10, 100, 1.0, 1e-7) == pytest.approx(1e-7)
+    lrs = [warmup_linear(s, 10, 100, 1.0) for s in range(10, 100)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_sharding_disjoint():
+    a = sharded_indices(12, 0, 6, rank=0, world_size=2)
+    b = sharded_indices(12, 0, 6, rank=1, world_size=2)
+    assert sorted(np.concatenate([a, b]).tolist()) == list(range(12))
+
+
+def test_tiny_training_and_checkpoint(tmp_path):
+    cfg = TrainConfig(iterations=6, lr=1e-2, warmup=2, ckpt_every=3, seed=0)
+    m = train_loop(_model(), _batch, _loss, cfg, tmp_path, device="cpu", progress=False)
+    ck = torch.load(latest_checkpoint(tmp_path / "ckpt"), weights_only=True)
+    assert ck["step"] == 6
+    for k, v in m.state_dict().items():
+        assert torch.equal(ck["model"][k], v)
+    assert isinstance(ck["rng"][0]["torch"], torch.Tensor) and isinstance(ck["rng"][0]["python"], torch.Tensor)
+    assert ck["scheduler"]["last_epoch"] == 6
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert log[0].split(",")[:4] == ["step", "loss", "lr", "seconds"] and "mse" in log[0] and len(log) == 7
+
+
+def test_kill_and_resume_is_exact(tmp_path):
+    cfg = TrainConfig(iterations=20, lr=1e-2, warmup=3, ckpt_every=5, seed=4)
+    full = train_loop(_model(), _batch, _loss, cfg, tmp_path / "full", device="cpu", progress=False)
+    train_loop(_model(), _batch, _loss, cfg, tmp_path / "cut", device="cpu", progress=False, stop_after=12)
+    (tmp_path / "cut" / "ckpt" / "step_0000012.pt").unlink()  # killed after the step-10 checkpoint
+    assert latest_checkpoint(tmp_path / "cut" / "ckpt").name == "step_0000010.pt"
+    res = train_loop(_model(7), _batch, _loss, cfg, tmp_path / "cut", device="cpu", progress=False)
+    for k, v in full.state_dict().items():
+        assert torch.equal(v, res.state_dict()[k]), k
+    # without resume the run starts over (and would differ from a resumed model with another init)
+    assert [p.name for p in list_checkpoints(tmp_path / "cut" / "ckpt")] == ["step_0000015.pt", "step_0000020.pt"]
+
+
+def _torchrun(out, its, stop=None, timeout=240):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
+           sys.executable, "-c", "from labelup.engine import _demo_main; _demo_main()", str(out), str(its)]
+    if stop is not None:
+        cmd.append(str(stop))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+
+
+@pytest.fixture(scope="module")
+def ddp_full(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp_full")
+    _torchrun(out, 10)
+    return out
+
+
+def test_torchrun_two_processes(ddp_full):
+    f0, f1 = [load_checkpoint(ddp_full / f"final_rank{r}.pt") for r in (0, 1)]
+    assert f0["world_size"] == 2 and torch.equal(f0["params"], f1["params"])
+    ck = load_checkpoint(latest_checkpoint(ddp_full / "ckpt"))
+    assert ck["step"] == 10 and ck["world_size"] == 2 and len(ck["rng"]) == 2
+
+
+def test_torchrun_resume(ddp_full, tmp_path):
+    _torchrun(tmp_path, 10, stop=7)
+    (tmp_path / "ckpt" / "step_0000007.pt").unlink()
+    _torchrun(tmp_path, 10)
+    a = load_checkpoint(ddp_full / "final_rank0.pt")["params"]
+    b = load_checkpoint(tmp_path / "final_rank0.pt")["params"]
+    assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()

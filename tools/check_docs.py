@@ -1,0 +1,110 @@
+#!/usr/bin/env python
+"""Check the built docs site (`python tools/build_docs.py`) in headless Chromium.
+
+    python tools/check_docs.py [_docs]      # prints a report, exits 1 on a failed check
+
+For every page of the site's manifest, Chromium loads the page (`--dump-dom`, so scripts have run) and
+the check asserts: the page rendered (theme, title, article), every API entry nbdev's `show_doc` produced
+for it is there as a heading, it shows at least as many `<img>` as the notebook has committed figures and
+each image file exists, and the sidebar links every page. A screenshot of the landing page and of the
+first page with API docs (and of the first page with a figure) is written into the site folder
+(`screenshot.png`, `screenshot-api.png`, `screenshot-figure.png`).
+"""
+from __future__ import annotations
+
+import html, json, os, re, shutil, subprocess, sys, tempfile
+from pathlib import Path
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars", "--mute-audio"]
+
+
+def find_chromium() -> str | None:
+    "The Chromium binary ($CHROMIUM, /usr/bin/chromium, or chromium/chromium-browser on PATH)."
+    for c in (CHROMIUM, shutil.which("chromium"), shutil.which("chromium-browser")):
+        if c and Path(c).exists(): return c
+    return None
+
+
+def chromium(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    "Run headless Chromium once on `url` with a new empty profile."
+    exe = find_chromium()
+    if exe is None: raise FileNotFoundError("chromium not found (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="labelup-chromium-") as prof:
+        cmd = [exe, *FLAGS, f"--user-data-dir={prof}", *args, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def dump_dom(path: Path) -> str:
+    "The DOM of a local page after its scripts ran."
+    r = chromium(["--dump-dom", "--virtual-time-budget=3000"], Path(path).resolve().as_uri())
+    if r.returncode != 0: raise RuntimeError(f"chromium failed on {path}: {r.stderr[-2000:]}")
+    return r.stdout
+
+
+def screenshot(path: Path, png: Path, size=(1280, 1500)) -> Path:
+    "A PNG of a local page as a person would see it."
+    png = Path(png).resolve()
+    r = chromium([f"--screenshot={png}", f"--window-size={size[0]},{size[1]}", "--virtual-time-budget=3000"],
+                 Path(path).resolve().as_uri())
+    if r.returncode != 0 or not png.exists(): raise RuntimeError(f"screenshot failed: {r.stderr[-2000:]}")
+    return png
+
+
+def _text(dom: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", dom))
+
+
+def check_page(site: Path, page: str, info: dict, pages: dict) -> dict:
+    "Load one page in Chromium and check it; returns {page, ok, problems, n_img, n_api}."
+    f = site / f"{page}.html"
+    problems = []
+    if not f.exists(): return {"page": page, "ok": False, "problems": [f"{f.name} missing"], "n_img": 0, "n_api": 0}
+    dom = dump_dom(f)
+    if "<article" not in dom or 'class="bd-article' not in dom and "bd-article" not in dom:
+        problems.append("no rendered article (theme or page did not load)")
+    body = re.search(r'<article[^>]*>(.*?)</article>', dom, flags=re.S)
+    article = body.group(1) if body else dom
+    heads = [_text(h).strip().rstrip("#¶ ").strip() for h in re.findall(r"<h[1-6][^>]*>(.*?)</h[1-6]>", article, flags=re.S)]
+    head_words = {w for h in heads for w in h.split()}
+    missing_api = [a for a in info.get("api", []) if a not in head_words]
+    if missing_api: problems.append(f"API entries missing: {missing_api}")
+    imgs = re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", article)
+    if len(imgs) < info.get("images", 0):
+        problems.append(f"{len(imgs)} <img> in the article, the notebook has {info['images']} figures")
+    for src in imgs:
+        if src.startswith(("data:", "http:", "https:")): continue
+        if not (f.parent / src.split("#")[0].split("?")[0]).exists(): problems.append(f"image file missing: {src}")
+    title = info.get("title") or ""
+    if title and html.unescape(title).split(":")[0].strip() not in _text(dom):
+        problems.append(f"title {title!r} not on the page")
+    nav = re.findall(r'href="([^"#]+\.html)', dom)
+    unlinked = [p for p in pages if p != page and not any(n.endswith(f"{Path(p).name}.html") for n in nav)]
+    if unlinked: problems.append(f"navigation lacks links to {unlinked}")
+    return {"page": page, "ok": not problems, "problems": problems, "n_img": len(imgs), "n_api": len(info.get("api", []))}
+
+
+def check_site(site: str | Path = "_docs", screenshots: bool = True) -> dict:
+    """Check every page of a built site in headless Chromium; returns a report (raises nothing: see `ok`)."""
+    site = Path(site).resolve()
+    man = json.loads((site / "manifest.json").read_text())
+    pages = man["pages"]
+    res = [check_page(site, p, info, pages) for p, info in pages.items()]
+    shots = {}
+    if screenshots:
+        shots["landing"] = str(screenshot(site / "index.html", site / "screenshot.png"))
+        api = next((p for p, i in pages.items() if i.get("api")), None)
+        if api: shots["api"] = str(screenshot(site / f"{api}.html", site / "screenshot-api.png"))
+        fig = next((p for p, i in pages.items() if i.get("images")), None)
+        if fig: shots["figure"] = str(screenshot(site / f"{fig}.html", site / "screenshot-figure.png"))
+    return {"ok": all(r["ok"] for r in res) and not man.get("proc_errors"), "n_pages": len(res), "n_api": sum(r["n_api"] for r in res),
+            "n_img": sum(r["n_img"] for r in res), "failed": [r for r in res if not r["ok"]],
+            "proc_errors": man.get("proc_errors", {}), "screenshots": shots, "pages": res}
+
+
+if __name__ == "__main__":
+    rep = check_site(sys.argv[1] if len(sys.argv) > 1 else "_docs")
+    print(json.dumps({k: v for k, v in rep.items() if k != "pages"}, indent=1))
+    sys.exit(0 if rep["ok"] else 1)
