@@ -18,7 +18,7 @@ def test_cli_prepare_and_bench(root, tmp_path):
     assert main(["prepare", str(root), "--out", str(tmp_path / "cache"), "--workers", "2", "--quiet"]) == 0
     idx = pd.read_csv(tmp_path / "cache" / "index.csv")
     assert list(idx.columns) == D.INDEX_COLUMNS and len(idx) == 3
-    assert main(["bench", "prepare", "--root", str(root), "--studies", "2", "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["bench", "prepare", "--root", str(root), "--studies", "2", "--generator", "toy", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     rec = json.loads((tmp_path / "b.json").read_text())
     assert {"speedup", "reference_s", "prepare_s", "studies", "slices", "workers"} <= set(rec)
     assert rec["studies"] == 2 and rec["slices"] == 20 and rec["identical_output"]
