@@ -91,7 +91,7 @@ class TeacherCfg:
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
     channels_last: bool = True       # channels-last memory format in the teacher's IG passes
-    adaptive_steps: int = 8          # first IG step count, doubled up to ig_steps until completeness holds (0: always ig_steps)
+    adaptive_steps: int = 8          # first IG step count; ig_steps when completeness fails (0: always ig_steps)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
     reference: str = "zeros"         # first IG reference: zeros (the cutout fill), blur, noise, mean
     extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)

@@ -8,7 +8,9 @@ Steps (see `CONTRIBUTING.md` and the tooling notes):
 
 1. `nbdev.serve.proc_nbs()` - nbdev's own pre-processing, the same as `nbdev-docs` uses before quarto:
    it runs `show_doc` for every exported function/class (the API docs), drops `#| hide` cells and the
-   exported code, and writes the processed notebooks into `_proc/` (frontmatter in a raw cell).
+   exported code, and writes the processed notebooks into `_proc/` (frontmatter in a raw cell). To render
+   `show_doc` nbdev executes the exported cells and import cells; cells that mix imports with test code
+   and `#| slow` cells are not executed here (nbdev would: see `_api_only_defaults`).
 2. What quarto would do with the remaining `#|` directives is done here on those notebooks: a
    `show_doc` cell (`#| output: asis`) becomes a markdown cell holding its markdown (without the leading
    `---` rule, which docutils cannot place), `echo: false` -> `remove-input`, `output: false` ->
@@ -167,6 +169,36 @@ def write_book(src: Path, pages: list[str], root_page: str, title: str):
     (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
+def _api_only_defaults():
+    """nbdev's `FilterDefaults` whose `show_doc` execution runs only what API docs need.
+
+    nbdev executes exported cells, `exec_doc` cells and *every cell that contains an import*, including test
+    cells that mix an import with other code (nbdev warns "Found cells containing imports and other code"),
+    and `#| slow` cells: building the docs would then rerun experiments. Here such mixed cells, and `slow` /
+    `eval: false` cells, are left out; exported cells, import-only cells and `show_doc` calls still run."""
+    import ast
+    from nbdev.processors import FilterDefaults, exec_show_docs
+
+    class ExecApiOnly(exec_show_docs):
+        def __call__(self, cell):
+            if cell.cell_type == "code" and cell.source:
+                d = getattr(cell, "directives_", {}) or {}
+                if d.keys() & {"slow"} or str(d.get("eval", [""])[0] if isinstance(d.get("eval"), list) else d.get("eval", "")).lower() == "false":
+                    return
+                if not d.keys() & {"export", "exports", "exporti", "exec_doc"}:
+                    try: trees = cell.parsed_()
+                    except Exception: trees = None
+                    if trees and not all(isinstance(t, (ast.Import, ast.ImportFrom)) or
+                                         (isinstance(t, ast.Expr) and getattr(getattr(t.value, "func", None), "id", None) == "show_doc")
+                                         for t in trees):
+                        return
+            return super().__call__(cell)
+
+    class ApiOnlyDefaults(FilterDefaults):
+        def base_procs(self): return [ExecApiOnly if p is exec_show_docs else p for p in super().base_procs()]
+    return ApiOnlyDefaults
+
+
 def preprocess() -> tuple[Path, dict]:
     """nbdev's pre-processing into `_proc/`: `nbdev.serve.proc_nbs()`. If a notebook breaks it (nbdev runs
     every cell that imports something to render `show_doc`, so a cell mixing imports with test code fails
@@ -175,13 +207,18 @@ def preprocess() -> tuple[Path, dict]:
     import nbdev.serve, nbdev.serve_drv
     from nbdev.config import get_config
     from nbdev.processors import FilterDefaults, exec_show_docs
+    Defaults = _api_only_defaults()
+    orig = nbdev.serve.FilterDefaults
+    nbdev.serve.FilterDefaults = Defaults  # what proc_nbs hands to its (in-process, n_workers=0) driver
     try: return Path(nbdev.serve.proc_nbs(n_workers=0, force=True)), {}
     except Exception as e: first = e
+    finally: nbdev.serve.FilterDefaults = orig
     cfg = get_config()
     cache, nbs = cfg.config_path / "_proc", Path(cfg.nbs_path)
 
     class NoShowDocExec(FilterDefaults):
         def base_procs(self): return [p for p in super().base_procs() if p is not exec_show_docs]
+    FilterDefaults = Defaults
 
     errors = {}
     for s in sorted(nbs.rglob("*.ipynb")):
