@@ -90,6 +90,7 @@ class TeacherCfg:
     min_cluster_voxels: int = 100    # size filter, paper voxels at 512^2, scaled by area
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
+    bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
     channels_last: bool = True       # channels-last memory format in the teacher's IG passes
     adaptive_steps: int = 8          # first IG step count; ig_steps when completeness fails (0: always ig_steps)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|

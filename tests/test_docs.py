@@ -91,3 +91,17 @@ def test_quarto_config(tmp_path):
     assert q["project"]["type"] == "website" and "sidebar.yml" in q["metadata-files"]
     fresh = bd.write_quarto_sidebar(tmp_path / "sidebar.yml").read_text()
     assert (ROOT / "nbs" / "sidebar.yml").read_text() == fresh, "nbs/sidebar.yml is stale: run `python tools/build_docs.py --sidebar`"
+
+
+def test_scale_out_guide_uses_real_options(capsys):
+    "Every `labelup <command> --option` in docs/*.md exists in that command's --help."
+    from labelup.cli import main, COMMANDS
+    for md in (ROOT / "docs").glob("*.md"):
+        text = md.read_text().replace("\\\n", " ")
+        for cmd, rest in re.findall(r"\blabelup ([a-z][a-z-]+)((?:[ \t]+[^\n#]*)?)", text):
+            if cmd not in COMMANDS or cmd == "reproduce" and not rest.strip(): continue
+            with pytest.raises(SystemExit):
+                main([cmd, "--help"])
+            helptext = capsys.readouterr().out
+            for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
+                assert flag in helptext, f"{md.name}: `labelup {cmd}` has no option {flag}"

@@ -86,12 +86,14 @@ def check_page(site: Path, page: str, info: dict, pages: dict) -> dict:
     return {"page": page, "ok": not problems, "problems": problems, "n_img": len(imgs), "n_api": len(info.get("api", []))}
 
 
-def check_site(site: str | Path = "_docs", screenshots: bool = True) -> dict:
+def check_site(site: str | Path = "_docs", screenshots: bool = True, workers: int = 3) -> dict:
     """Check every page of a built site in headless Chromium; returns a report (raises nothing: see `ok`)."""
     site = Path(site).resolve()
     man = json.loads((site / "manifest.json").read_text())
     pages = man["pages"]
-    res = [check_page(site, p, info, pages) for p, info in pages.items()]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:  # one Chromium process per page, a few at a time
+        res = list(ex.map(lambda kv: check_page(site, kv[0], kv[1], pages), pages.items()))
     shots = {}
     if screenshots:
         shots["landing"] = str(screenshot(site / "index.html", site / "screenshot.png"))
