@@ -98,3 +98,24 @@ def test_torchrun_resume(ddp_full, tmp_path):
     a = load_checkpoint(ddp_full / "final_rank0.pt")["params"]
     b = load_checkpoint(tmp_path / "final_rank0.pt")["params"]
     assert torch.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+def test_sigkill_and_resume(tmp_path):
+    "A real kill (SIGKILL mid-run, possibly mid-checkpoint-write), then a resume, gives the uninterrupted weights."
+    import time
+    code = "from labelup.engine import _demo_main; _demo_main()"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "full"), "30"], env=env, check=True, timeout=120)
+    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cut"), "30"],
+                         env={**env, "LABELUP_DEMO_SLEEP": "0.1"})
+    t0 = time.time()
+    while not (tmp_path / "cut" / "ckpt" / "step_0000010.pt").exists():
+        assert p.poll() is None and time.time() - t0 < 120, "demo run ended or stalled before its step-10 checkpoint"
+        time.sleep(0.05)
+    p.kill(); p.wait()
+    assert not (tmp_path / "cut" / "final_rank0.pt").exists()
+    assert latest_checkpoint(tmp_path / "cut" / "ckpt").name < "step_0000030.pt"
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "cut"), "30"], env=env, check=True, timeout=120)
+    a = load_checkpoint(tmp_path / "full" / "final_rank0.pt")["params"]
+    b = load_checkpoint(tmp_path / "cut" / "final_rank0.pt")["params"]
+    assert torch.equal(a, b)

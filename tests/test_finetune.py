@@ -30,7 +30,7 @@ def test_table_keeps_paper_rows_labelled():
             for m, s, p, f in [("WSL baseline", .6, .7, .64), ("WSL fine-tuned", .5, .7, .58), ("From scratch (He init)", .7, .7, .7)]]
     t = table6(rows, "synthetic")
     paper = t[t.source == "paper (RSPECT)"]
-    assert list(paper.f1) == [r[-1] for r in PAPER_TABLE6]
+    assert list(paper.F1) == [r[-1] for r in PAPER_TABLE6]
     assert (t.source == "ours (synthetic profile)").sum() == 3
     text, claims = verdict(rows)
     assert "does NOT beat" in text and not any(c["holds"] for c in claims[:2])

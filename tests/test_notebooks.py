@@ -14,6 +14,6 @@ NOTEBOOKS = sorted(p for p in NBS.rglob("*.ipynb") if not any(part.startswith(("
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook(nb):
-    force = ["slow"] if os.environ.get("LABELUP_SLOW") == "1" else None
-    ok, secs = nbt.test_nb(nb, force_flags=force, cell_timeout=1200)
+    slow = os.environ.get("LABELUP_SLOW") == "1"
+    ok, secs = nbt.test_nb(nb, skip_flags=[] if slow else ["slow"], force_flags=["slow"] if slow else None, cell_timeout=1200)
     assert ok, f"{nb.name} failed (see the traceback above)"

@@ -19,7 +19,8 @@ Steps (see `CONTRIBUTING.md` and the tooling notes):
    its committed outputs (tables, figures), and a table of contents that follows the paper's sections.
 
 The landing page is `nbs/index.ipynb` (or `README.md` while there is none); `docs/*.md` are extra pages
-(e.g. `docs/scale-out.md`). Everything works offline. Where quarto exists, `nbdev-docs` still builds the
+(e.g. `docs/scale-out.md`); a results folder written by `labelup reproduce` (`--results DIR`, default
+`results/` or `runs/synthetic/results/` when present) becomes the "Results" page with every table and figure. Everything works offline. Where quarto exists, `nbdev-docs` still builds the
 nbdev-style site from `nbs/_quarto.yml` and `nbs/sidebar.yml`.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ SECTIONS = [
     ("Stage 3: segmentation student", ["05_*", "05[a-z]_*"]),
     ("Evaluation", ["06_*", "06[a-z]_*"]),
     ("Fine-tuning", ["07_*", "07[a-z]_*"]),
-    ("Reproduction", ["08_*", "09_*", "99_*", "docs/*"]),
+    ("Reproduction", ["08_*", "09_*", "99_*", "docs/*", "results/*"]),
 ]
 
 DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
@@ -233,7 +234,20 @@ def preprocess() -> tuple[Path, dict]:
     return cache, errors
 
 
-def build(out: str | Path = ROOT / "_docs", work: str | Path = ROOT / "_build" / "docs", quiet: bool = False) -> dict:
+RESULTS_CANDIDATES = ["results", "runs/synthetic/results"]  # looked up (relative to the repo) when --results is not given
+
+
+def _results_dir(results=None) -> Path | None:
+    "The results folder to publish: `results` if given (must hold README.md), else the first candidate that has one."
+    if results is not None:
+        r = Path(results)
+        if not (r / "README.md").exists(): raise FileNotFoundError(f"{r}: no README.md (run `labelup reproduce` first)")
+        return r
+    return next((ROOT / c for c in RESULTS_CANDIDATES if (ROOT / c / "README.md").exists()), None)
+
+
+def build(out: str | Path = ROOT / "_docs", work: str | Path = ROOT / "_build" / "docs", quiet: bool = False,
+          results: str | Path | None = None) -> dict:
     """Build the site into `out`; returns {"pages": {page: {title, api, images, section}}, "proc_errors": {...}},
     also saved as `out/manifest.json` (the docs test reads it)."""
     out, work = Path(out).resolve(), Path(work).resolve()
@@ -264,6 +278,17 @@ def build(out: str | Path = ROOT / "_docs", work: str | Path = ROOT / "_build" /
         shutil.copy2(md, src / "docs" / md.name)
         title = next((l[2:].strip() for l in md.read_text().splitlines() if l.startswith("# ")), md.stem)
         pages.append(name); manifest[name] = {"title": title, "api": [], "images": 0, "section": _section(name)}
+    res = _results_dir(results)
+    if res is not None:  # the tables and figures of a reproduction run (labelup reproduce -> RUN/results/)
+        dst = src / "results"; dst.mkdir(exist_ok=True)
+        for f in res.iterdir():
+            if f.suffix.lower() in (".md", ".png", ".csv", ".json") and f.is_file(): shutil.copy2(f, dst / f.name)
+        text = (res / "README.md").read_text()
+        title = next((l[2:].strip() for l in text.splitlines() if l.startswith("# ")), "Results")
+        n_img = len(re.findall(r"!\[[^\]]*\]\((?!https?:)[^)]+\)", text))
+        pages.append("results/README")
+        manifest["results/README"] = {"title": title, "api": [], "images": n_img, "section": _section("results/README"),
+                                      "source": str(res)}
     for extra in ("nbs/images", "images"):  # images referenced from markdown cells / README
         if (ROOT / extra).is_dir(): shutil.copytree(ROOT / extra, src / Path(extra).name, dirs_exist_ok=True)
     write_book(src, pages, "index", "labelup")
@@ -312,12 +337,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "_docs"), help="site folder (default: _docs/)")
     ap.add_argument("--work", default=str(ROOT / "_build" / "docs"), help="intermediate Jupyter Book sources/build")
     ap.add_argument("--check", action="store_true", help="afterwards, check the site in headless Chromium (tools/check_docs.py)")
+    ap.add_argument("--results", default=None,
+                    help="a `labelup reproduce` results folder (README.md, tables, figures) to publish as the "
+                         f"'Results' page (default: the first of {RESULTS_CANDIDATES} that exists)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--sidebar", action="store_true", help="only (re)write nbs/sidebar.yml for quarto/nbdev-docs and exit")
     a = ap.parse_args(argv)
     if a.sidebar:
         print(f"wrote {write_quarto_sidebar()}"); return 0
-    man = build(a.out, a.work, quiet=a.quiet)
+    man = build(a.out, a.work, quiet=a.quiet, results=a.results)
     if a.check:
         sys.path.insert(0, str(ROOT / "tools"))
         import check_docs
