@@ -117,6 +117,7 @@ class SegmenterCfg:
     aug_rotate: float = 15.0         # max in-plane rotation (degrees)
     aug_scale: float = 0.1           # max relative in-plane zoom
     sw_batch_size: int = 4           # sliding-window patches per forward pass
+    bce_weight: float = 0.0          # weight of an added BCE term (0: Generalized Dice only, as the paper)
     positive_fraction: float = 0.5   # balanced patch sampling
     threshold: float = 0.5
     ckpt_every: int = 20

@@ -90,3 +90,13 @@ def test_clustering_and_filter_basics():
     d = np.zeros((7, 2, 2), np.uint8); d[:, 0, 0] = 2
     agg = aggregate_windows({3: d}, 8, (2, 2), max_iterations=3)
     assert agg[:, 0, 0].tolist() == [0, 0, 0, 2, 0, 0, 0, 0]
+
+
+def test_heatmaps_written_on_cache_grid(setup):
+    d, model, prof = setup
+    s = list_studies(d / "cache")[0]
+    out = d / "heat"
+    pseudo_label(d / "cache", model, out, prof, studies=[s], heatmaps=True, progress=False)
+    h, aff = load_volume(out / "heatmaps" / f"{s}.nii.gz")
+    img, aff_img = load_volume(d / "cache" / s / "image.nii.gz")
+    assert h.shape == img.shape and np.allclose(aff, aff_img, atol=1e-5) and (h >= 0).all()
