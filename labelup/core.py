@@ -28,8 +28,6 @@ class DataCfg:
     "Data, phantom and preprocessing."
     n_studies: int = 8               # phantom studies generated when no real data is given
     phantom_shape: tuple = (32, 96, 96)  # phantom (slices, rows, columns)
-    pixel_spacing: float = 0.7       # phantom in-plane spacing (mm) at 512 px; scaled to keep the field of view
-    slice_thickness: float = 1.25    # phantom slice spacing (mm)
     positive_fraction: float = 0.7   # phantom PE-positive studies (RSPECT train: ~0.3 exams; we enrich)
     image_size: int = 96             # in-plane size fed to networks (paper 512)
     window_center: float = 100.0     # HU window (paper)
@@ -178,7 +176,7 @@ def _synthetic() -> Profile:
 def _paper() -> Profile:
     return Profile(
         name="paper",
-        data=DataCfg(n_studies=64, phantom_shape=(250, 512, 512), image_size=512, pixel_spacing=0.7),
+        data=DataCfg(n_studies=64, phantom_shape=(250, 512, 512), image_size=512),
         classifier=ClassifierCfg(backbone="tf_efficientnetv2_l", iterations=50_000, batch_size=32, warmup=1000,
                                  ckpt_every=1000, eval_every=5000, num_workers=8),
         teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5),
