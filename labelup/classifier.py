@@ -409,7 +409,10 @@ def evaluate_classifier(cache,               # `prepare` cache
               "n_train_studies": n_train, "backbone": profile.classifier.backbone, "profile": profile.name,
               "checkpoint_hash": h})
     with atomic_path(out / "scores.csv") as t: scores.to_csv(t, index=False)
-    fig = plot_roc(test, m, out / "roc.png"); plt.close(fig)
+    fig = plot_roc(test, m, out / "roc.png")
+    if results != out:  # the results folder gathers every paper figure
+        with atomic_path(results / "roc.png") as t: fig.savefig(t, dpi=120, format="png")
+    plt.close(fig)
     t1 = table1(m, n_train, f"labelup ({profile.name} profile, {profile.classifier.backbone})")
     with atomic_path(results / "table1.csv") as t: t1.to_csv(t, index=False)
     write_text_atomic(results / "table1.md", "Table I: slice classifier performance. Literature rows are copied "
