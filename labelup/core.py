@@ -298,7 +298,7 @@ def save_volume(path, vol: np.ndarray, affine: np.ndarray, dtype=None):
     "Write `vol[z, y, x]` as NIfTI with a RAS `affine` (voxel (x, y, z) -> mm), atomically."
     import nibabel as nib
     arr = np.asarray(vol if dtype is None else vol.astype(dtype))
-    img = nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), np.asarray(affine, dtype=np.float64))
+    img = nib.Nifti1Image(arr.transpose(2, 1, 0), np.asarray(affine, dtype=np.float64))  # a Fortran-order view: no copy
     img.header.set_xyzt_units("mm")
     img.set_qform(img.affine, code=1); img.set_sform(img.affine, code=1)
     with atomic_path(path) as t: nib.save(img, str(t))
