@@ -89,6 +89,7 @@ class TeacherCfg:
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
     bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
+    table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
     channels_last: bool = True       # channels-last memory format in the teacher's IG passes
     adaptive_steps: int = 8          # first IG step count; ig_steps when completeness fails (0: always ig_steps)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
@@ -166,7 +167,7 @@ def _synthetic() -> Profile:
         name="synthetic",
         data=DataCfg(n_studies=48, phantom_shape=(64, 128, 128), image_size=128),
         classifier=ClassifierCfg(iterations=1200, batch_size=16, warmup=100, ckpt_every=200),
-        teacher=TeacherCfg(ig_steps=16),
+        teacher=TeacherCfg(ig_steps=16, table4_studies=4),
         segmenter=SegmenterCfg(filters=(16, 32, 64, 128), patch_size=(64, 64, 32), sw_step=(32, 32, 16),
                                iterations=1500, batch_size=4, lr=1e-3, warmup=100, ckpt_every=250),
         finetune=FinetuneCfg(iterations=400, lr=1e-4, warmup=20, scratch_iterations=1000, scratch_lr=1e-3,
@@ -179,7 +180,7 @@ def _paper() -> Profile:
         data=DataCfg(n_studies=64, phantom_shape=(250, 512, 512), image_size=512),
         classifier=ClassifierCfg(backbone="tf_efficientnetv2_l", iterations=50_000, batch_size=32, warmup=1000,
                                  ckpt_every=1000, eval_every=5000, num_workers=8),
-        teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5),
+        teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5, table4_studies=0),
         segmenter=SegmenterCfg(filters=(32, 64, 128, 256, 320, 320), patch_size=(128, 128, 64), sw_step=(64, 64, 32),
                                iterations=50_000, batch_size=32, lr=1e-4, warmup=1000, ckpt_every=1000),
         finetune=FinetuneCfg(iterations=10_000, lr=1e-5, warmup=200, scratch_iterations=25_000, scratch_lr=1e-4,
