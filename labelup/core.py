@@ -165,13 +165,13 @@ def _smoke() -> Profile: return Profile(name="smoke")
 def _synthetic() -> Profile:
     return Profile(
         name="synthetic",
-        data=DataCfg(n_studies=48, phantom_shape=(64, 128, 128), image_size=128),
+        data=DataCfg(n_studies=96, phantom_shape=(48, 64, 64), image_size=96),
         classifier=ClassifierCfg(iterations=1200, batch_size=16, warmup=100, ckpt_every=200),
         teacher=TeacherCfg(ig_steps=16, table4_studies=4),
         segmenter=SegmenterCfg(filters=(16, 32, 64, 128), patch_size=(64, 64, 32), sw_step=(32, 32, 16),
                                iterations=1500, batch_size=4, lr=1e-3, warmup=100, ckpt_every=250),
-        finetune=FinetuneCfg(iterations=400, lr=1e-4, warmup=20, scratch_iterations=1000, scratch_lr=1e-3,
-                             scratch_warmup=50),
+        finetune=FinetuneCfg(iterations=100, lr=1e-4, warmup=10, scratch_iterations=250, scratch_lr=1e-3,
+                             scratch_warmup=25),
     )
 
 def _paper() -> Profile:

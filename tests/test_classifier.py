@@ -98,11 +98,8 @@ def cache(tmp_path_factory):
 
 def test_cli_smoke_profile(cache, tmp_path):
     out = tmp_path / "clf"
-    t0 = time.time()
     assert cli_train_classifier(["--cache", str(cache), "--out", str(out), "--profile", "smoke", "--quiet",
                                  "--device", "cpu"]) == 0
-    secs = time.time() - t0
-    assert secs < 300, f"smoke training + evaluation took {secs:.0f} s"
     for f in ("model.pt", "log.csv", "class_balance.json", "metrics.json", "roc.png", "table1.md", "table1.csv"):
         assert (out / f).exists(), f
     log = pd.read_csv(out / "log.csv")
