@@ -705,7 +705,7 @@ def cpu_scaling(workers: int = 2, # processes
 def bench_prepare(root=None,          # RSPECT-layout root; None: generate one
                   n_studies: int = 8, # studies to time
                   workers: int = 2,   # prepare's processes
-                  shape=(64, 256, 256), # generated studies' (slices, rows, columns)
+                  shape=(96, 512, 512), # generated studies' (slices, rows, columns)
                   workdir=None,       # where to generate/write (default: a temporary folder, removed)
                   repeats: int = 1,   # alternate reference and prepare this many times; medians are compared
                   generator: str = "auto", # without root: "phantom" (labelup.phantom), "toy" (toy_dataset) or "auto" (phantom if installed)
@@ -764,8 +764,8 @@ def cli_bench_prepare(argv: list[str] | None = None) -> int:
     ap.add_argument("--root", default=None, help="RSPECT-layout dataset (default: generate a small one)")
     ap.add_argument("--studies", type=int, default=8, help="number of studies (default 8)")
     ap.add_argument("--workers", type=int, default=2, help="prepare's processes (default 2)")
-    ap.add_argument("--shape", type=int, nargs=3, default=(64, 256, 256), metavar=("Z", "Y", "X"),
-                    help="shape of generated studies (default 64 256 256)")
+    ap.add_argument("--shape", type=int, nargs=3, default=(96, 512, 512), metavar=("Z", "Y", "X"),
+                    help="shape of generated studies (default 96 512 512: real CT slices)")
     ap.add_argument("--generator", choices=["auto", "phantom", "toy"], default="auto",
                     help="dataset generated without --root: the CTPA phantom, the minimal toy_dataset, or auto (phantom if installed)")
     ap.add_argument("--repeats", type=int, default=3, help="alternate the two runs this many times and compare medians (default 3)")
