@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (Profile, get_profile, profile_from_dict, window, atomic_path, write_json_atomic,
+from .core import (Profile, get_profile, profile_from_dict, window, atomic_path, write_json_atomic, md_table,
                           write_text_atomic, pick_device, file_hash, get_logger)
 from .engine import (TrainConfig, train_loop, setup_distributed, cleanup_distributed, barrier,
                             save_checkpoint, load_checkpoint, DistInfo)
@@ -348,13 +348,6 @@ def table1(metrics: dict, n_train: int, label: str = "labelup (this run)") -> pd
                  "AUCROC": round(100 * metrics["auroc"], 1), "Source": "measured here (held-out test studies)"})
     return pd.DataFrame(rows)
 
-def _md_table(df: pd.DataFrame) -> str:
-    "A markdown table without optional dependencies."
-    cell = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
 # %% ../nbs/01_classifier.ipynb #34ecda48
 def plot_roc(scores: pd.DataFrame, metrics: dict, path=None, title="slice-level ROC (test studies)"):
     "ROC curve of test-split scores with the operating point; saved to `path` when given."
@@ -417,7 +410,7 @@ def evaluate_classifier(cache,               # `prepare` cache
     with atomic_path(results / "table1.csv") as t: t1.to_csv(t, index=False)
     write_text_atomic(results / "table1.md", "Table I: slice classifier performance. Literature rows are copied "
                       "from the paper (other test sets); the labelup row is measured on this run's held-out test "
-                      f"studies at the validation-chosen threshold {thr:.3f}.\n\n" + _md_table(t1))
+                      f"studies at the validation-chosen threshold {thr:.3f}.\n\n" + md_table(t1))
     write_json_atomic(mpath, m)
     return m
 

@@ -15,9 +15,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['SLICE_AXIS', 'PROFILES', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'SegmenterCfg', 'FinetuneCfg', 'Profile',
-           'get_profile', 'profile_from_dict', 'profile_table', 'RunLayout', 'atomic_path', 'write_text_atomic',
-           'write_json_atomic', 'save_volume', 'load_volume', 'window', 'seed_everything', 'pick_device', 'file_hash',
-           'get_logger']
+           'get_profile', 'profile_from_dict', 'profile_table', 'md_table', 'RunLayout', 'atomic_path',
+           'write_text_atomic', 'write_json_atomic', 'save_volume', 'load_volume', 'window', 'seed_everything',
+           'pick_device', 'file_hash', 'get_logger']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
@@ -240,6 +240,19 @@ def profile_table(names=("smoke", "synthetic", "paper")) -> "pd.DataFrame":
         flat[n] = {f"{s}.{k}": str(v) for s, sub in d.items() if isinstance(sub, dict) for k, v in sub.items()}
     df = pd.DataFrame(flat)
     return df[df.nunique(axis=1) > 1]
+
+# %% ../nbs/00_core.ipynb #ddd0c906
+def md_table(df, # a pandas DataFrame
+             int_cols=("tp", "fp", "fn", "iteration"), # float columns shown as integers
+            ) -> str:
+    "A markdown table of `df`: one decimal for floats, integers for `int_cols`, '-' for missing values."
+    cols = [str(c) for c in df.columns]
+    def fmt(c, v):
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)): return "-"
+        if isinstance(v, (float, np.floating)): return str(int(v)) if c in int_cols else f"{v:.1f}"
+        return str(v)
+    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
+                     ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, r)) + " |" for r in df.itertuples(index=False)])
 
 # %% ../nbs/00_core.ipynb #4188218b
 @dataclass

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import (Profile, RunLayout, atomic_path, file_hash, get_logger, get_profile, load_volume,
-                          pick_device, save_volume, write_json_atomic, write_text_atomic)
+                          pick_device, save_volume, write_json_atomic, write_text_atomic, md_table)
 from .explain import Explainer, peak_memory
 from .iterate import labels_at, teach_volume
 from .filter import filter_mask
@@ -194,16 +194,6 @@ PAPER_TABLE3 = pd.DataFrame([(1, False, 65.1, 45.1, 53.3), (1, True, 63.5, 64.2,
                              (5, False, 59.3, 49.0, 53.6), (5, True, 58.4, 71.6, 64.4)],
                             columns=["references", "filtered", "sensitivity", "ppv", "f1"])
 
-def _md(df: pd.DataFrame, int_cols=("tp", "fp", "fn", "iteration")) -> str:
-    "A markdown table: one decimal for scores, integers for counts, '-' for missing."
-    cols = list(df.columns)
-    def fmt(c, v):
-        if v is None or (isinstance(v, float) and np.isnan(v)): return "-"
-        if isinstance(v, (float, np.floating)): return str(int(v)) if c in int_cols else f"{v:.1f}"
-        return str(v)
-    return "\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] +
-                     ["| " + " | ".join(fmt(c, v) for c, v in zip(cols, r)) + " |" for r in df.itertuples(index=False)])
-
 def _best(df: pd.DataFrame) -> pd.Series:
     d = df[df.filtered].copy(); d["f1_"] = d.f1.fillna(-1)
     return d.sort_values(["f1_", "iteration"], ascending=[False, True]).iloc[0]
@@ -240,7 +230,7 @@ def table3(by_iter: dict, results) -> pd.DataFrame:
 def _write_table(t: pd.DataFrame, results, stem: str):
     results = Path(results); results.mkdir(parents=True, exist_ok=True)
     with atomic_path(results / f"{stem}.csv") as tmp: t.to_csv(tmp, index=False)
-    write_text_atomic(results / f"{stem}.md", _md(t))
+    write_text_atomic(results / f"{stem}.md", md_table(t))
 
 def fig5(df: pd.DataFrame, # evaluate_by_iteration frame (one reference setting)
          results, # results folder

@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .core import (Profile, SegmenterCfg, get_profile, profile_from_dict, window, load_volume, save_volume,
-                          write_json_atomic, pick_device, file_hash, get_logger, seed_everything)
+                          write_json_atomic, pick_device, file_hash, get_logger, seed_everything, md_table)
+from .data import list_studies
 
 # %% auto #0
 __all__ = ['PAPER_TABLE4', 'PAPER_TABLE5', 'dynunet_plan', 'build_segmenter', 'to_hwd', 'from_hwd', 'preprocess_image',
-           'preprocess_label', 'read_study', 'list_cache_studies', 'read_label', 'PatchSampler', 'augment', 'mixup',
-           'segmentation_loss', 'load_training_set', 'load_segmenter', 'train_segmenter', 'predict_probabilities',
-           'postprocess', 'segment_volume', 'segment_studies', 'cli_train_segmenter', 'segment_dicom', 'cli_segment',
-           'bench_student', 'cli_bench_student', 'timed_teacher', 'timed_student', 'scores', 'md_table',
-           'plot_detections']
+           'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'augment', 'mixup', 'segmentation_loss',
+           'load_training_set', 'load_segmenter', 'train_segmenter', 'predict_probabilities', 'postprocess',
+           'segment_volume', 'segment_studies', 'cli_train_segmenter', 'segment_dicom', 'cli_segment', 'bench_student',
+           'cli_bench_student', 'timed_teacher', 'timed_student', 'scores', 'plot_detections']
 
 # %% ../nbs/05_segment.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -92,14 +92,6 @@ def read_study(cache, study: str) -> tuple[np.ndarray, np.ndarray]:
     if load_study is not None:
         s = load_study(cache, study); return np.asarray(s.image), np.asarray(s.affine)
     return load_volume(Path(cache) / study / "image.nii.gz")   # the cache layout, read directly
-
-def list_cache_studies(cache) -> list[str]:
-    "Studies of a prepare cache (`labelup.data.list_studies`, else folders holding `image.nii.gz`)."
-    try:
-        from labelup.data import list_studies
-        return list(list_studies(cache))
-    except ImportError:
-        return sorted(p.parent.name for p in Path(cache).glob("*/image.nii.gz"))
 
 def read_label(labels_dir, study: str, shape: tuple) -> np.ndarray:
     "The study's mask from `labels_dir/<Study>.nii.gz` (uint8 vol[z, y, x]); zeros when there is no file."
@@ -365,7 +357,7 @@ def segment_studies(cache,            # prepare cache
     "Segment prepared studies with the student; skips studies already done. Returns one record per study."
     model, prof = load_segmenter(checkpoint, device)   # the network is the checkpoint's
     prof = profile or prof                              # inference settings: `profile` when given
-    studies = list_cache_studies(cache) if studies is None else list(studies)
+    studies = list_studies(cache) if studies is None else list(studies)
     h = file_hash(checkpoint)
     out = Path(out); recs = []
     it = studies
@@ -466,7 +458,7 @@ def _bench_data(work: Path, profile: Profile) -> tuple[Path, str]:
         from labelup.data import toy_dataset
         toy_dataset(root, n_studies=1, shape=tuple(profile.data.phantom_shape), seed=profile.data.seed, positive_fraction=1.0)
     prepare(root, work / "cache", progress=False)
-    return work / "cache", list_cache_studies(work / "cache")[0]
+    return work / "cache", list_studies(work / "cache")[0]
 
 def bench_student(cache=None,        # prepare cache (None: generate one study)
                   study: str | None = None, # study to time (default: the cache's first study)
@@ -498,7 +490,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     if cache is None:
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_student_"))
         cache, first = _bench_data(work, prof); study = study or first
-    study = study or list_cache_studies(cache)[0]
+    study = study or list_studies(cache)[0]
     img, _ = read_study(cache, study)
     # warm-up (allocations, kernels) so neither side pays first-call costs
     with torch.inference_mode():
@@ -599,14 +591,6 @@ def scores(pred_dir, cache, masks_dir, studies: list[str]) -> dict:
         m = evaluate_dirs(pred_dir, masks_dir, studies=studies)
         out.update(f1_true_masks=m["f1"], dice_true_masks=m["dice"])
     return out
-
-def md_table(df) -> str:
-    "A small markdown table (no tabulate dependency)."
-    cols = list(df.columns)
-    fmt = lambda v: f"{v:.1f}" if isinstance(v, float) and not math.isnan(v) else ("n/a" if isinstance(v, float) else str(v))
-    rows = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-    rows += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
-    return "\n".join(rows)
 
 def plot_detections(image_hu: np.ndarray, pred: np.ndarray, ref: np.ndarray, kind: str = "tp",
                     n: int = 3, profile: Profile | None = None, title: str = "", axes=None):

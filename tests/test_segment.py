@@ -7,7 +7,8 @@ import torch
 
 from labelup.core import get_profile, load_volume, save_volume
 from labelup.segment import (build_segmenter, load_segmenter, segment_studies, segmentation_loss, train_segmenter,
-                             read_study, list_cache_studies)
+                             read_study)
+from labelup.data import list_studies
 
 TINY = ["segmenter.filters=4,8,16", "segmenter.patch_size=32,32,8", "segmenter.sw_step=16,16,4",
         "segmenter.batch_size=2", "segmenter.iterations=3", "segmenter.warmup=1", "segmenter.lr=1e-3",
@@ -20,7 +21,7 @@ def toy(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
     toy_dataset(root / "data", n_studies=3, shape=(12, 40, 40), seed=3, positive_fraction=0.67)
     prepare(root / "data", root / "cache", progress=False)
-    names = list_cache_studies(root / "cache")
+    names = list_studies(root / "cache")
     for s in names:
         st = load_study(root / "cache", s)
         if st.boxes is not None and st.boxes.any():
