@@ -81,6 +81,7 @@ def test_site_in_chromium(site):
     assert re.search(r"def\s+get_profile\s*\(", check_docs._text(dom)), "get_profile's signature is not on the core page"
     n_figs = sum(p["images"] for p in man["pages"].values())
     assert rep["n_img"] >= n_figs
+    assert rep["n_math"] > 0, "no formula found on any page (the engine and teacher pages have some)"
     for png in rep["screenshots"].values(): assert Path(png).stat().st_size > 10_000, png
 
 

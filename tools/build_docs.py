@@ -163,7 +163,9 @@ def write_book(src: Path, pages: list[str], root_page: str, title: str):
                  "home_page_in_navbar": True},
         "launch_buttons": {"notebook_interface": "classic", "binderhub_url": "", "thebe": False},
         "parse": {"myst_enable_extensions": ["colon_fence", "dollarmath", "deflist", "html_image"]},
-        "sphinx": {"config": {"suppress_warnings": ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"],
+        # MathJax from the local wheel `sphinx-mathjax-offline` (copied into _static/), not from a CDN: the site
+        # is read offline and the browser check has no network.
+        "sphinx": {"extra_extensions": ["sphinx-mathjax-offline"], "config": {"suppress_warnings": ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"],
                               "nb_merge_streams": True, "html_show_sourcelink": False,
                               "html_theme_options": {"show_toc_level": 2, "navigation_with_keys": False}}},
     }

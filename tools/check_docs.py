@@ -6,7 +6,8 @@
 For every page of the site's manifest, Chromium loads the page (`--dump-dom`, so scripts have run) and
 the check asserts: the page rendered (theme, title, article), every API entry nbdev's `show_doc` produced
 for it is there as a heading, it shows at least as many `<img>` as the notebook has committed figures and
-each image file exists, and the sidebar links every page. A screenshot of the landing page and of the
+each image file exists, every formula was typeset by a local MathJax (no CDN), and the sidebar links
+every page. A screenshot of the landing page and of the
 first page with API docs (and of the first page with a figure) is written into the site folder
 (`screenshot.png`, `screenshot-api.png`, `screenshot-figure.png`).
 """
@@ -77,13 +78,19 @@ def check_page(site: Path, page: str, info: dict, pages: dict) -> dict:
     for src in imgs:
         if src.startswith(("data:", "http:", "https:")): continue
         if not (f.parent / src.split("#")[0].split("?")[0]).exists(): problems.append(f"image file missing: {src}")
+    n_math = len(re.findall(r'class="math notranslate', article))
+    n_mjx = len(re.findall(r"<mjx-container", article))
+    if n_math and n_mjx < n_math: problems.append(f"{n_math - n_mjx} of {n_math} formulas not typeset by MathJax")
+    if re.search(r'<script[^>]+src="(?:https?:)?//[^"]*mathjax', dom, flags=re.I):
+        problems.append("MathJax is loaded from the network (the site must work offline)")
     title = info.get("title") or ""
     if title and html.unescape(title).split(":")[0].strip() not in _text(dom):
         problems.append(f"title {title!r} not on the page")
     nav = re.findall(r'href="([^"#]+\.html)', dom)
     unlinked = [p for p in pages if p != page and not any(n.endswith(f"{Path(p).name}.html") for n in nav)]
     if unlinked: problems.append(f"navigation lacks links to {unlinked}")
-    return {"page": page, "ok": not problems, "problems": problems, "n_img": len(imgs), "n_api": len(info.get("api", []))}
+    return {"page": page, "ok": not problems, "problems": problems, "n_img": len(imgs), "n_api": len(info.get("api", [])),
+            "n_math": n_math}
 
 
 def check_site(site: str | Path = "_docs", screenshots: bool = True, workers: int = 3) -> dict:
@@ -102,7 +109,7 @@ def check_site(site: str | Path = "_docs", screenshots: bool = True, workers: in
         fig = next((p for p, i in pages.items() if i.get("images")), None)
         if fig: shots["figure"] = str(screenshot(site / f"{fig}.html", site / "screenshot-figure.png"))
     return {"ok": all(r["ok"] for r in res) and not man.get("proc_errors"), "n_pages": len(res), "n_api": sum(r["n_api"] for r in res),
-            "n_img": sum(r["n_img"] for r in res), "failed": [r for r in res if not r["ok"]],
+            "n_img": sum(r["n_img"] for r in res), "n_math": sum(r["n_math"] for r in res), "failed": [r for r in res if not r["ok"]],
             "proc_errors": man.get("proc_errors", {}), "screenshots": shots, "pages": res}
 
 
