@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (Profile, get_profile, profile_from_dict, window, atomic_path, write_json_atomic, md_table,
+from .core import (Profile, add_profile_args, profile_from_args, get_profile, profile_from_dict, window, atomic_path, write_json_atomic, md_table,
                           write_text_atomic, pick_device, file_hash, get_logger)
 from .engine import (TrainConfig, train_loop, setup_distributed, cleanup_distributed, barrier,
                             save_checkpoint, load_checkpoint, DistInfo)
@@ -421,19 +421,16 @@ def cli_train_classifier(argv: list[str]) -> int:
                                  "classifier (paper III.A) on a `labelup prepare` cache. Works under torchrun (DDP).")
     ap.add_argument("--cache", required=True, help="prepare cache folder")
     ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv, metrics)")
-    ap.add_argument("--profile", default="smoke", help="smoke | synthetic | paper (default: smoke)")
-    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                    help="profile overrides, e.g. classifier.iterations=500 classifier.pretrained_path=w.pth")
+    add_profile_args(ap)
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: the train split)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="resume from OUT/ckpt (default) or start over")
-    ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     ap.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
                     help="score the val/test split, write metrics.json, roc.png, table1.md (default: on)")
     ap.add_argument("--results", default=None, help="folder for table1.md/.csv (default: OUT)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
-    prof = get_profile(a.profile, a.set)
+    prof = profile_from_args(a)
     ckpt = train_classifier(a.cache, a.out, prof, studies=a.studies, device=a.device, resume=a.resume, progress=not a.quiet)
     info = setup_distributed(a.device)
     if info.is_main:

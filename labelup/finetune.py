@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (Profile, get_profile, profile_from_dict, load_volume, save_volume, write_json_atomic,
+from .core import (Profile, add_profile_args, profile_from_args, get_profile, profile_from_dict, load_volume, save_volume, write_json_atomic,
                           write_text_atomic, atomic_path, get_logger)
 
 # %% auto #0
@@ -269,9 +269,7 @@ def cli_finetune(argv: list[str]) -> int:
     ap.add_argument("--cache", required=True, help="prepare cache (index.csv, <Study>/image.nii.gz, boxes.nii.gz)")
     ap.add_argument("--checkpoint", required=True, help="stage-3 student model.pt (trained on pseudo-labels)")
     ap.add_argument("--out", required=True, help="experiment folder (split.json, labels/, finetuned/, scratch/, pred_*/)")
-    ap.add_argument("--profile", default="smoke", help="smoke | synthetic | paper (default smoke)")
-    ap.add_argument("--set", "-o", dest="override", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                    help="profile overrides, e.g. finetune.iterations=100")
+    add_profile_args(ap)
     ap.add_argument("--fraction", type=float, default=None, help="share of the pool used for fine-tuning (profile: finetune.fraction)")
     ap.add_argument("--studies", nargs="+", default=None,
                     help="evaluation pool to split (default: held-out positive annotated test studies of the profile's split)")
@@ -280,11 +278,10 @@ def cli_finetune(argv: list[str]) -> int:
     ap.add_argument("--masks", default=None, help="folder of <Study>.nii.gz true masks (for 'masks')")
     ap.add_argument("--wsl-pred", default=None, help="existing predictions of the WSL student (e.g. RUN/pred)")
     ap.add_argument("--results", default=None, help="also write table6.md/.csv, the figure and claims here")
-    ap.add_argument("--device", default="auto")
     ap.add_argument("--progress", action="store_true", help="progress bars")
     a = ap.parse_args(argv)
-    over = list(a.override) + ([f"finetune.fraction={a.fraction}"] if a.fraction is not None else [])
-    p = get_profile(a.profile, over)
+    if a.fraction is not None: a.overrides.append(f"finetune.fraction={a.fraction}")
+    p = profile_from_args(a)
     if "masks" in (a.annotations, a.truth) and not a.masks: ap.error("--annotations/--truth masks need --masks DIR")
     annot = set(annotated_studies(a.cache, a.annotations, a.masks)) & set(annotated_studies(a.cache, a.truth, a.masks))
     if a.studies is None:

@@ -17,16 +17,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import (Profile, RunLayout, atomic_path, file_hash, get_logger, get_profile, load_volume,
+from .core import (Profile, add_profile_args, profile_from_args, RunLayout, atomic_path, file_hash, get_logger, get_profile, load_volume,
                           pick_device, save_volume, write_json_atomic, write_text_atomic, md_table)
 from .explain import Explainer, peak_memory
 from .iterate import labels_at, teach_volume
-from .filter import filter_mask
+from .filter import filter_mask, filter_clusters, filter_params
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'to_cache_grid', 'teacher_settings', 'pseudo_label_volume', 'shard', 'is_done',
-           'pseudo_label', 'evaluate_by_iteration', 'study_records', 'table2', 'table3', 'fig5', 'fig6',
-           'find_fig3_case', 'fig3', 'stage2_claims', 'bench_teacher', 'cli_pseudo_label', 'cli_bench_teacher']
+           'pseudo_label', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records', 'table2', 'table3', 'fig5',
+           'fig6', 'find_fig3_case', 'fig3', 'stage2_claims', 'bench_teacher', 'cli_pseudo_label', 'cli_bench_teacher']
 
 # %% ../nbs/04a_pseudo.ipynb #98f4de5d
 def _preprocess(image, profile):
@@ -175,6 +175,25 @@ def evaluate_by_iteration(pseudo_dir, # a pseudo_label output folder
     rows = [dict(iteration=k, filtered=f, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn))
             for (k, f), (tp, fp, fn) in acc.items()]
     return pd.DataFrame(rows).sort_values(["filtered", "iteration"]).reset_index(drop=True)
+
+def size_filter_sweep(pseudo_dir, # a pseudo_label output folder (its `iterations/` maps)
+                      truth_dir, # reference: true masks folder or a prepare cache (boxes)
+                      studies: list, # studies to score: validation studies, never the test set
+                      profile: Profile, # distance filter and iteration count
+                      sizes=(2, 5, 10, 20, 40), # minimum cluster sizes to try (voxels on the mask's grid)
+                     ) -> pd.DataFrame:
+    "PE-level scores of the final pseudo-labels for several minimum cluster sizes (voxels on the cache grid)."
+    from labelup.evaluation import match_pes, detection_scores
+    acc = {k: [0, 0, 0] for k in sizes}
+    for s in studies:
+        lab = labels_at(load_volume(Path(pseudo_dir) / "iterations" / f"{s}.nii.gz")[0])
+        ref = _reference(truth_dir, s)
+        _, md = filter_params(profile, lab.shape[1:])
+        for k in sizes:
+            m = match_pes(filter_clusters(lab, k, md)[0], ref)
+            a = acc[k]; a[0] += m["tp"]; a[1] += m["fp"]; a[2] += m["fn"]
+    return pd.DataFrame([dict(min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn))
+                         for k, (tp, fp, fn) in acc.items()])
 
 def study_records(pseudo_dir, studies: list) -> pd.DataFrame:
     "One row per study from the JSON records: iterations, positive windows, time, voxels."
@@ -364,9 +383,6 @@ def bench_teacher(cache, # `prepare` cache
                 settings=teacher_settings(profile))
 
 # %% ../nbs/04a_pseudo.ipynb #fe90e78b
-def _profile_from_args(a) -> Profile:
-    return get_profile(a.profile, a.set or [])
-
 def cli_pseudo_label(argv: list[str]) -> int:
     "`labelup pseudo-label --cache CACHE --checkpoint CKPT --out DIR [--profile P] [--set k=v] [--studies ...] [--heatmaps]`"
     ap = argparse.ArgumentParser(prog="labelup pseudo-label", description="Stage 2: Integrated Gradients teacher -> "
@@ -375,18 +391,16 @@ def cli_pseudo_label(argv: list[str]) -> int:
     ap.add_argument("--cache", required=True, help="`labelup prepare` output folder")
     ap.add_argument("--checkpoint", required=True, help="stage-1 classifier model.pt")
     ap.add_argument("--out", required=True, help="output folder")
-    ap.add_argument("--profile", default=None, help="profile name (default: the checkpoint's profile name, else smoke)")
-    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="profile override, e.g. teacher.n_references=5")
+    add_profile_args(ap, default=None)  # default: the profile the checkpoint was trained with
     ap.add_argument("--studies", nargs="*", help="only these StudyInstanceUIDs (default: all)")
     ap.add_argument("--heatmaps", action="store_true", help="also write OUT/heatmaps/<Study>.nii.gz")
-    ap.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: auto)")
     ap.add_argument("--reference-teacher", action="store_true", help="use the plain captum reference (slow)")
     a = ap.parse_args(argv)
+    default = "smoke"
     if a.profile is None:
-        from labelup.core import profile_from_dict
         ck = torch.load(a.checkpoint, map_location="cpu", weights_only=True)
-        a.profile = profile_from_dict(ck["profile"]) if isinstance(ck, dict) and "profile" in ck else "smoke"
-    p = _profile_from_args(a)
+        if isinstance(ck, dict) and "profile" in ck: default = profile_from_dict(ck["profile"])
+    p = profile_from_args(a, default)
     recs = pseudo_label(a.cache, a.checkpoint, a.out, p, studies=a.studies or None, device=a.device,
                         heatmaps=a.heatmaps, fast=not a.reference_teacher)
     n_it = [r["iterations"] for r in recs]
@@ -403,10 +417,9 @@ def cli_bench_teacher(argv: list[str]) -> int:
     ap.add_argument("--cache"); ap.add_argument("--checkpoint")
     ap.add_argument("--run", help="run folder used to build cache + classifier when --cache/--checkpoint are not given")
     ap.add_argument("--study", help="study to label (default: most positive slices)")
-    ap.add_argument("--profile", default="smoke"); ap.add_argument("--set", action="append", metavar="KEY=VALUE")
-    ap.add_argument("--device", default=None)
+    add_profile_args(ap)
     a = ap.parse_args(argv)
-    p = _profile_from_args(a)
+    p = profile_from_args(a)
     cache, ckpt = a.cache, a.checkpoint
     if not (cache and ckpt):
         from labelup.pipeline import ensure_cache, ensure_classifier

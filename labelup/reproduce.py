@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, json, os, shutil, sys, time
 from pathlib import Path
 
-from .core import RunLayout, get_profile, get_logger, write_text_atomic, atomic_path, pick_device
+from .core import RunLayout, add_profile_args, get_profile, get_logger, write_text_atomic, atomic_path, pick_device
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'find_notebooks', 'reproduce', 'write_results_readme', 'cli_reproduce']
@@ -110,13 +110,10 @@ def cli_reproduce(argv=None) -> int:
     "`labelup reproduce`"
     p = argparse.ArgumentParser(prog="labelup reproduce", description=
         "Regenerate every table and figure of the paper by running the notebooks with papermill.")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "synthetic", "paper"])
     p.add_argument("--data", default=None, help="RSPECT-layout root (default: generate the synthetic phantom)")
     p.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
     p.add_argument("--force", action="store_true", help="rerun stages whose outputs already exist")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="profile override, repeatable")
+    add_profile_args(p)
     p.add_argument("--notebooks", nargs="*", default=None, help="only these result notebooks")
     p.add_argument("--nbs", default=None, help="folder of the project's notebooks")
     a = p.parse_args(argv)

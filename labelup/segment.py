@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .core import (Profile, SegmenterCfg, get_profile, profile_from_dict, window, load_volume, save_volume,
+from .core import (Profile, add_profile_args, profile_from_args, SegmenterCfg, get_profile, profile_from_dict, window, load_volume, save_volume,
                           write_json_atomic, pick_device, file_hash, get_logger, seed_everything, md_table)
 from .data import list_studies
 
@@ -385,17 +385,14 @@ def cli_train_segmenter(argv: list[str]) -> int:
     ap.add_argument("--cache", required=True, help="prepare cache folder (images)")
     ap.add_argument("--labels", required=True, help="folder of <Study>.nii.gz masks (e.g. RUN/pseudo); a missing file = empty mask")
     ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv)")
-    ap.add_argument("--profile", default="smoke", help="smoke | synthetic | paper (default: smoke)")
-    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                    help="profile overrides, e.g. segmenter.iterations=500")
+    add_profile_args(ap)
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: train + val split)")
     ap.add_argument("--init", default=None, help="start from this student checkpoint (fine-tuning)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="resume from OUT/ckpt (default)")
-    ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     from labelup.engine import setup_distributed, cleanup_distributed
-    prof = get_profile(a.profile, a.set)
+    prof = profile_from_args(a)
     studies = a.studies or _split_train(a.cache, prof)
     ck = train_segmenter(a.cache, a.labels, a.out, prof, studies, init=a.init, device=a.device, resume=a.resume,
                          progress=not a.quiet)
@@ -429,14 +426,12 @@ def cli_segment(argv: list[str]) -> int:
     ap.add_argument("--out", required=True, help="output folder: <Study>.nii.gz, <Study>.json")
     ap.add_argument("--probabilities", action="store_true", help="also write <Study>_prob.nii.gz (float32)")
     ap.add_argument("--filters", action="store_true", help="apply the stage-2 size and distance filters")
-    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                    help="inference overrides of the checkpoint's profile, e.g. segmenter.threshold=0.4")
+    add_profile_args(ap, default=None)  # default: the checkpoint's profile; e.g. --set segmenter.threshold=0.4
     ap.add_argument("--name", default=None, help="with --dicom: output name (default: the StudyInstanceUID)")
-    ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     _, prof = load_segmenter(a.checkpoint, "cpu")
-    prof = get_profile(prof, a.set)
+    prof = profile_from_args(a, prof)
     if a.dicom:
         r = segment_dicom(a.dicom, a.checkpoint, a.out, prof, a.device, a.probabilities, a.filters, a.name)
         print(f"{r['study']}: {r['components']} component(s), {r['voxels']} voxels, {r['seconds']:.2f} s -> {a.out}")
@@ -519,8 +514,7 @@ def cli_bench_student(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="labelup bench student", description="Time the DynUNet student and the "
                                  "explainability teacher on the same study (paper Table IV); target: >= 50x.")
     ap.add_argument("--json", default=None, help="write the results here")
-    ap.add_argument("--profile", default="smoke", help="smoke | synthetic | paper (when no --student is given)")
-    ap.add_argument("--set", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE", help="profile overrides")
+    add_profile_args(ap)  # used when no --student is given
     ap.add_argument("--cache", default=None, help="prepare cache (default: generate one study)")
     ap.add_argument("--study", default=None, help="study to time (default: the first)")
     ap.add_argument("--student", default=None, help="student model.pt (default: random init)")
@@ -528,9 +522,8 @@ def cli_bench_student(argv: list[str]) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="student runs (median)")
     ap.add_argument("--references", type=int, default=5,
                     help="teacher IG references (default 5: the paper's adopted teacher, Table IV; 0: the profile's)")
-    ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     a = ap.parse_args(argv)
-    r = bench_student(a.cache, a.study, a.student, a.classifier, get_profile(a.profile, a.set), a.device, a.repeats,
+    r = bench_student(a.cache, a.study, a.student, a.classifier, profile_from_args(a), a.device, a.repeats,
                       references=a.references or None)
     print(f"teacher {r['teacher_s']:.2f} s ({r['teacher_mode']}), student {r['student_s']:.3f} s on "
           f"{tuple(r['shape'])} [{r['device']}]: student {r['student_over_teacher_speed']:.1f}x faster")
