@@ -132,7 +132,8 @@ class Explainer:
         self.cfg = cfg or TeacherCfg(); self.fast = fast
         self.device = pick_device(device)
         dev_type = torch.device(self.device).type
-        self.amp = bool(fast and self.cfg.bf16 and (dev_type == "cuda" or cpu_supports_bf16()))
+        self._amp0 = bool(fast and self.cfg.bf16 and (dev_type == "cuda" or cpu_supports_bf16()))
+        self.amp = self._amp0
         self.channels_last = bool(fast and self.cfg.channels_last)
         self.model = model.to(self.device).eval()
         if self.channels_last: self.model = self.model.to(memory_format=torch.channels_last)
@@ -142,9 +143,14 @@ class Explainer:
         self.ig = IntegratedGradients(self._forward_ig)
         self._ref_logit = {}
         self.calls = 0; self.forward_calls = 0
-        self.bf16_cosine = None  # cosine(bf16, float32) measured on the first window (fast path)
-        self.adaptive = bool(fast and self.cfg.adaptive_steps and self.cfg.adaptive_steps < self.cfg.ig_steps)
-        self._adapt = [0, 0]  # low step count tried, accepted
+        self._adaptive0 = bool(fast and self.cfg.adaptive_steps and self.cfg.adaptive_steps < self.cfg.ig_steps)
+        self.new_study()
+
+    def new_study(self):
+        """Forget the precision and step-count decisions taken on earlier inputs. The teacher calls this per study,
+        so a study's pseudo-label never depends on which studies the same process labelled before (sharding, resume)."""
+        self.amp, self.bf16_cosine = self._amp0, None
+        self.adaptive, self._adapt = self._adaptive0, [0, 0]  # low step count tried, accepted
 
     def _prep(self, x):
         x = x.to(self.device, torch.float32)

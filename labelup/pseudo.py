@@ -58,6 +58,7 @@ def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the c
                        ) -> dict:
     "Teacher on one study: filtered label, iteration of discovery (unfiltered) and heatmap on the cache grid + record."
     vol = (preprocess or _preprocess)(image, profile)
+    explainer.new_study()  # bf16 / step-count decisions are taken per study: labels do not depend on the order
     res = teach_volume(explainer, vol, profile, keep_heat=heatmap)
     shape = np.shape(image)
     disc = to_cache_grid(res.disc, shape, "nearest")
@@ -283,14 +284,17 @@ def fig6(iterations: list, # iterations used per study (max over its windows)
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
     plt.show(); plt.close(fig); return p
 
-def find_fig3_case(pseudo_dir, truth_dir, studies: list) -> dict | None:
+def find_fig3_case(pseudo_dir, truth_dir, studies: list,
+                   profile: Profile | None = None, # filter the labels as Table II does (None: unfiltered)
+                  ) -> dict | None:
     "A study and slice where iteration 2 (or later) touches a reference PE that iteration 1 missed."
     from labelup.evaluation import match_components
+    filt = (lambda m: filter_mask(m, profile)) if profile is not None else (lambda m: m)
     for s in studies:
         disc = load_volume(Path(pseudo_dir) / "iterations" / f"{s}.nii.gz")[0]
         if disc.max() < 2: continue
         ref = _reference(truth_dir, s)
-        m1 = match_components(labels_at(disc, 1), ref); mall = match_components(labels_at(disc), ref)
+        m1 = match_components(filt(labels_at(disc, 1)), ref); mall = match_components(filt(labels_at(disc)), ref)
         new = sorted(set(mall["matched_ref"].tolist()) - set(m1["matched_ref"].tolist()))
         if new:
             rl = mall["ref_labels"]; zz = np.nonzero(((rl == new[0]) & (disc >= 2)).any((1, 2)))[0]
@@ -303,15 +307,15 @@ def fig3(cache, pseudo_dir, truth_dir, studies: list, results, profile: Profile)
     import matplotlib.pyplot as plt
     from labelup.data import load_study
     from labelup.core import window
-    case = find_fig3_case(pseudo_dir, truth_dir, studies)
+    case = find_fig3_case(pseudo_dir, truth_dir, studies, profile)  # filtered labels, as Table II
     if case is None: return None
     st = load_study(cache, case["study"]); z = case["slice"]
     disc = load_volume(Path(pseudo_dir) / "iterations" / f"{case['study']}.nii.gz")[0]
     ref = _reference(truth_dir, case["study"])
     img = window(st.image[z].astype(np.float32), profile.data.window_center, profile.data.window_width)
     fig, ax = plt.subplots(1, 4, figsize=(12, 3.3))
-    panels = [("A) raw", None), ("B) reference", ref[z]), ("C) iteration 1", labels_at(disc, 1)[z]),
-              (f"D) iterations 1-{case['k']}", labels_at(disc, case["k"])[z])]
+    panels = [("A) raw", None), ("B) reference", ref[z]), ("C) iteration 1", filter_mask(labels_at(disc, 1), profile)[z]),
+              (f"D) iterations 1-{case['k']}", filter_mask(labels_at(disc, case["k"]), profile)[z])]
     for a, (t, m) in zip(ax, panels):
         a.imshow(img, cmap="gray")
         if m is not None: a.imshow(np.ma.masked_where(m == 0, m), cmap="autumn", alpha=0.6)
