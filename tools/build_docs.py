@@ -20,7 +20,7 @@ Steps (see `CONTRIBUTING.md` and the tooling notes):
 
 The landing page is `nbs/index.ipynb` (or `README.md` while there is none); `docs/*.md` are extra pages
 (e.g. `docs/scale-out.md`); a results folder written by `labelup reproduce` (`--results DIR`, default
-`results/` or `runs/synthetic/results/` when present) becomes the "Results" page with every table and figure. Everything works offline. Where quarto exists, `nbdev-docs` still builds the
+`results/synthetic/`, `results/` or `runs/synthetic/results/`, the first present) becomes the "Results" page with every table and figure. Everything works offline. Where quarto exists, `nbdev-docs` still builds the
 nbdev-style site from `nbs/_quarto.yml` and `nbs/sidebar.yml`.
 """
 from __future__ import annotations
@@ -236,7 +236,7 @@ def preprocess() -> tuple[Path, dict]:
     return cache, errors
 
 
-RESULTS_CANDIDATES = ["results", "runs/synthetic/results"]  # looked up (relative to the repo) when --results is not given
+RESULTS_CANDIDATES = ["results/synthetic", "results", "runs/synthetic/results"]  # looked up (relative to the repo) when --results is not given
 
 
 def _results_dir(results=None) -> Path | None:
