@@ -456,7 +456,7 @@ def _bench_data(work: Path, profile: Profile) -> tuple[Path, str]:
     return work / "cache", list_studies(work / "cache")[0]
 
 def bench_student(cache=None,        # prepare cache (None: generate one study)
-                  study: str | None = None, # study to time (default: the cache's first study)
+                  study: str | None = None, # study to time (default: the cache's most PE-positive study)
                   student=None,      # student model.pt (None: random init, timing only)
                   classifier=None,   # classifier model.pt (None: random init, one teacher iteration per window)
                   profile: Profile | str = "smoke", # used when no student checkpoint gives one
@@ -485,7 +485,10 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     if cache is None:
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_student_"))
         cache, first = _bench_data(work, prof); study = study or first
-    study = study or list_studies(cache)[0]
+    if study is None:  # the study with the most PE-positive slices (a negative study costs the teacher only forwards)
+        import pandas as pd
+        idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str})
+        study = idx.sort_values("n_positive_slices", ascending=False, kind="stable").StudyInstanceUID.iloc[0]
     img, _ = read_study(cache, study)
     # warm-up (allocations, kernels) so neither side pays first-call costs
     with torch.inference_mode():
@@ -516,7 +519,7 @@ def cli_bench_student(argv: list[str]) -> int:
     ap.add_argument("--json", default=None, help="write the results here")
     add_profile_args(ap)  # used when no --student is given
     ap.add_argument("--cache", default=None, help="prepare cache (default: generate one study)")
-    ap.add_argument("--study", default=None, help="study to time (default: the first)")
+    ap.add_argument("--study", default=None, help="study to time (default: the one with the most positive slices)")
     ap.add_argument("--student", default=None, help="student model.pt (default: random init)")
     ap.add_argument("--classifier", default=None, help="classifier model.pt (default: random init, one teacher iteration)")
     ap.add_argument("--repeats", type=int, default=3, help="student runs (median)")
