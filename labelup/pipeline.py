@@ -12,7 +12,7 @@ from .core import Profile, RunLayout, get_profile, get_logger
 
 # %% auto #0
 __all__ = ['log', 'ensure_data', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'ensure_pseudo', 'ensure_segmenter',
-           'ensure_predictions', 'positive_test_studies']
+           'ensure_predictions', 'positive_studies', 'positive_test_studies']
 
 # %% ../nbs/08_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -87,10 +87,14 @@ def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Pa
     segment_studies(lay.cache, ckpt, lay.pred, profile, studies=ensure_split(lay, profile, data_root)["test"], device=device)
     return lay.pred
 
-def positive_test_studies(run, profile: Profile, data_root=None) -> list[str]:
-    "Held-out studies with at least one PE-positive slice: the evaluation set (the paper evaluates on positive studies)."
+def positive_studies(run, profile: Profile, data_root=None, part: str = "test") -> list[str]:
+    "Studies of one split part (`train`, `val`, `test`) with at least one PE-positive slice."
     import pandas as pd
     lay = _layout(run)
-    test = ensure_split(lay, profile, data_root)["test"]
+    studies = ensure_split(lay, profile, data_root)[part]
     idx = pd.read_csv(lay.cache / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
-    return [s for s in test if idx.loc[s, "n_positive_slices"] > 0]
+    return [s for s in studies if idx.loc[s, "n_positive_slices"] > 0]
+
+def positive_test_studies(run, profile: Profile, data_root=None) -> list[str]:
+    "Held-out studies with at least one PE-positive slice: the evaluation set (the paper evaluates on positive studies)."
+    return positive_studies(run, profile, data_root, "test")

@@ -359,12 +359,10 @@ def bench_teacher(cache, # `prepare` cache
                   preprocess=None, # see `pseudo_label`
                  ) -> dict:
     "Fast teacher vs the plain captum reference on one study: speed-up, Dice, peak memory, settings."
-    from labelup.data import load_study
+    from labelup.data import load_study, most_positive_study
     from labelup.evaluation import dice
     device = pick_device(device)
-    if study is None:
-        idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str})
-        study = idx.sort_values("n_positive_slices", ascending=False).StudyInstanceUID.iloc[0]
+    study = study or most_positive_study(cache)
     model, h = _load_model(checkpoint, device)
     st = load_study(cache, study)
     out = {}

@@ -485,10 +485,8 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     if cache is None:
         work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="bench_student_"))
         cache, first = _bench_data(work, prof); study = study or first
-    if study is None:  # the study with the most PE-positive slices (a negative study costs the teacher only forwards)
-        import pandas as pd
-        idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str})
-        study = idx.sort_values("n_positive_slices", ascending=False, kind="stable").StudyInstanceUID.iloc[0]
+    from labelup.data import most_positive_study
+    study = study or most_positive_study(cache)  # a negative study would cost the teacher only forward passes
     img, _ = read_study(cache, study)
     # warm-up (allocations, kernels) so neither side pays first-call costs
     with torch.inference_mode():
