@@ -91,7 +91,7 @@ class TeacherCfg:
     bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
     table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
     channels_last: bool = True       # channels-last memory format in the teacher's IG passes
-    adaptive_steps: int = 8          # first IG step count; ig_steps when completeness fails (0: always ig_steps)
+    adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 02_explain)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
     reference: str = "zeros"         # first IG reference: zeros (the cutout fill), blur, noise, mean
     extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)

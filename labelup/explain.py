@@ -177,13 +177,15 @@ class Explainer:
         return self._ref_logit[key].expand(b.shape[0])
 
     def _check_bf16(self, x, b):
-        "Keep bf16 only if it reproduces the float32 attributions of this window to `bf16_min_cosine`."
+        """Keep bf16 only if it reproduces the float32 attributions of this window to `bf16_min_cosine`.
+        Returns the float32 attributions: they are this window's map, so the check costs one extra bf16 pass."""
         c = self.cfg
         a16 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=c.internal_batch_size)
         self.amp = False
         a32 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=c.internal_batch_size)
         self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
         self.amp = self.bf16_cosine >= c.bf16_min_cosine
+        return a32
 
     def references(self, x: torch.Tensor) -> list[torch.Tensor]:
         c = self.cfg
@@ -209,20 +211,16 @@ class Explainer:
                 fb = self._reference_logit(b, c.reference if ri == 0 else c.extra_references)
                 gap = fx - fb
                 rel_gap = lambda a: ((a.float().sum(dim=(1, 2, 3)).cpu() - gap).abs() / gap.abs().clamp_min(1e-3)).max().item()
-                if self.amp and self.bf16_cosine is None: self._check_bf16(x, b)
-                a = None
-                if self.adaptive:
+                a, n = None, c.ig_steps
+                if self.amp and self.bf16_cosine is None: a = self._check_bf16(x, b)  # float32, full steps
+                if a is None and self.adaptive:
                     n = c.adaptive_steps; self._adapt[0] += 1
                     a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=c.internal_batch_size)
-                    rel = rel_gap(a)
-                    if rel <= c.completeness_tol: self._adapt[1] += 1
-                    else: a = None  # not converged: the full step count
+                    if rel_gap(a) <= c.completeness_tol: self._adapt[1] += 1
+                    else: a, n = None, c.ig_steps  # not converged: the full step count
                     if self._adapt[0] >= 4 and self._adapt[1] < self._adapt[0] / 2: self.adaptive = False  # does not pay here
-                if a is None:
-                    n = c.ig_steps
-                    a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=c.internal_batch_size)
-                    rel = rel_gap(a)
-                steps_used.append(n); deltas.append(rel)
+                if a is None: a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=c.internal_batch_size)
+                steps_used.append(n); deltas.append(rel_gap(a))
             total += a.float()
         heat = (total / len(refs)).clamp_min(0).contiguous().cpu()
         return Attribution(heat=heat, logit=fx, steps=steps_used, delta=deltas)

@@ -42,7 +42,12 @@ def cluster_heatmap(heat: torch.Tensor, # (7, H, W) positive attributions
     hi, lo = (high * m, low * m) if relative else (high, low)
     seeds = (heat >= hi).float()[None, None]
     rz, ry, rx = radius
-    reach = F.max_pool3d(seeds, (2 * rz + 1, 2 * ry + 1, 2 * rx + 1), stride=1, padding=(rz, ry, rx))[0, 0] > 0
+    reach = seeds
+    for ax, r in enumerate(radius):  # a box maximum is separable: three 1-D passes instead of one 3-D kernel
+        if r > 0:
+            k, pad = [1, 1, 1], [0, 0, 0]; k[ax], pad[ax] = 2 * r + 1, r
+            reach = F.max_pool3d(reach, k, stride=1, padding=pad)
+    reach = reach[0, 0] > 0
     return reach & (heat >= lo)
 
 def count_clusters(seg) -> int:
