@@ -18,8 +18,9 @@ from .core import Profile, TeacherCfg, get_profile
 from .explain import Explainer
 
 # %% auto #0
-__all__ = ['neighbourhood_radius', 'cluster_heatmap', 'count_clusters', 'WindowResult', 'iterate_window', 'window_indices',
-           'aggregation_weights', 'aggregate_windows', 'labels_at', 'TeachResult', 'teach_volume', 'toy_study']
+__all__ = ['neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'WindowResult', 'iterate_windows',
+           'iterate_window', 'window_indices', 'aggregation_weights', 'aggregate_windows', 'labels_at', 'TeachResult',
+           'teach_volume', 'toy_study']
 
 # %% ../nbs/03_iterate.ipynb #26e7f760
 def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
@@ -28,6 +29,19 @@ def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbou
     h, w, s = profile.teacher.neighbourhood
     return (max(0, (int(s) - 1) // 2), max(1, int(round((h - 1) / 2 * profile.scale))),
             max(1, int(round((w - 1) / 2 * profile.scale))))
+
+def box_any(mask: torch.Tensor, # boolean (Z, H, W)
+            radius: tuple, # half-widths (slices, rows, columns)
+           ) -> torch.Tensor:
+    """True where any voxel of `mask` lies within the box of `radius` (a binary dilation by a box). Counted with
+    running sums along each axis, O(voxels) whatever the radius (a 3-D max-pool kernel costs O(voxels x box))."""
+    x = mask.to(torch.int32)
+    for ax, r in enumerate(radius):
+        if r <= 0: continue
+        n = x.shape[ax]; i = torch.arange(n)
+        c = torch.cat([torch.zeros_like(x.narrow(ax, 0, 1)), torch.cumsum(x, ax, dtype=torch.int32)], ax)
+        x = c.index_select(ax, (i + r + 1).clamp(max=n)) - c.index_select(ax, (i - r).clamp(min=0))
+    return x > 0
 
 def cluster_heatmap(heat: torch.Tensor, # (7, H, W) positive attributions
                     high: float = 0.5, # seed threshold (fraction of max, or absolute)
@@ -40,14 +54,7 @@ def cluster_heatmap(heat: torch.Tensor, # (7, H, W) positive attributions
     m = float(heat.max()) if heat.numel() else 0.0
     if m <= 0: return torch.zeros(heat.shape, dtype=torch.bool)
     hi, lo = (high * m, low * m) if relative else (high, low)
-    seeds = (heat >= hi).float()[None, None]
-    rz, ry, rx = radius
-    reach = seeds
-    for ax, r in enumerate(radius):  # a box maximum is separable: three 1-D passes instead of one 3-D kernel
-        if r > 0:
-            k, pad = [1, 1, 1], [0, 0, 0]; k[ax], pad[ax] = 2 * r + 1, r
-            reach = F.max_pool3d(reach, k, stride=1, padding=pad)
-    reach = reach[0, 0] > 0
+    reach = box_any(heat >= hi, radius)
     return reach & (heat >= lo)
 
 def count_clusters(seg) -> int:
@@ -67,37 +74,54 @@ class WindowResult:
     @property
     def iterations(self) -> int: return len(self.clusters)
 
+def iterate_windows(explainer: Explainer, # IG explainer on the classifier
+                    X: torch.Tensor, # (N, 7, H, W) windows in [0, 1]
+                    profile: Profile, # teacher settings
+                    logits=None, # (N,) the windows' logits if already known
+                    keep_heat: bool = False, # also return each window's max heatmap over iterations
+                   ) -> list[WindowResult]:
+    """Algorithm 1 on several windows in lockstep: explain, cluster, mask, repeat while each window stays positive.
+    Every window is explained on its own (its own IG call); the fast teacher asks for the probabilities after masking
+    in one batched forward per iteration, the plain reference one window at a time."""
+    c = profile.teacher
+    radius = neighbourhood_radius(profile); min_masked = profile.vox2d(c.min_masked_voxels)
+    reuse = explainer.fast
+    X = X.detach().float().clone(); N = len(X)
+    lg = (explainer.logit(X) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
+    res = [WindowResult(torch.zeros(X.shape[1:], dtype=torch.uint8), [float(torch.sigmoid(lg[i]))], [], [], [],
+                        torch.zeros(X.shape[1:]) if keep_heat else None) for i in range(N)]
+    att, changed, masked = [None] * N, [True] * N, [math.inf] * N
+    more = lambda i: res[i].iterations < c.max_iterations and masked[i] > min_masked
+    active = [i for i in range(N) if res[i].probs[-1] > c.clf_threshold and more(i)]
+    while active:
+        for i in active:
+            r = res[i]; it = r.iterations + 1
+            if att[i] is None or changed[i] or not reuse: att[i] = explainer.attribute(X[i][None], lg[i:i + 1])
+            heat = att[i].heat[0]
+            seg = cluster_heatmap(heat, c.high_threshold, c.low_threshold, radius)
+            masked[i] = int(seg.sum())
+            r.disc[seg & (r.disc == 0)] = it
+            r.clusters.append(count_clusters(seg)); r.masked.append(masked[i]); r.steps.append(att[i].steps[0] if att[i].steps else 0)
+            if keep_heat: r.heat = torch.maximum(r.heat, heat)
+            changed[i] = bool((X[i][seg] != 0).any())
+            X[i][seg] = 0
+        cont = [i for i in active if more(i)]  # the loop goes on only if the classifier still fires: ask it
+        todo = [i for i in cont if changed[i] or not reuse]
+        if todo and reuse: lg[todo] = explainer.logit(X[todo])
+        else:
+            for i in todo: lg[i] = explainer.logit(X[i][None])[0]
+        for i in cont: res[i].probs.append(float(torch.sigmoid(lg[i])))
+        active = [i for i in cont if res[i].probs[-1] > c.clf_threshold]
+    return res
+
 def iterate_window(explainer: Explainer, # IG explainer on the classifier
                    x: torch.Tensor, # (7, H, W) window in [0, 1]
                    profile: Profile, # teacher settings
                    logit: float | None = None, # the window's logit if already known
                    keep_heat: bool = False, # also return the max heatmap over iterations
                   ) -> WindowResult:
-    "Algorithm 1: explain, cluster, mask, repeat while the window stays positive."
-    c = profile.teacher
-    radius = neighbourhood_radius(profile); min_masked = profile.vox2d(c.min_masked_voxels)
-    reuse = explainer.fast
-    x = x.detach().float().clone()
-    disc = torch.zeros(x.shape, dtype=torch.uint8)
-    lg = torch.tensor([float(logit)]) if logit is not None else explainer.logit(x[None])
-    probs = [float(torch.sigmoid(lg)[0])]; clusters, masked_l, steps = [], [], []
-    heat_max = torch.zeros(x.shape) if keep_heat else None
-    it, masked, att, changed = 0, math.inf, None, True
-    while probs[-1] > c.clf_threshold and it < c.max_iterations and masked > min_masked:
-        it += 1
-        if att is None or changed or not reuse: att = explainer.attribute(x[None], lg)
-        heat = att.heat[0]
-        seg = cluster_heatmap(heat, c.high_threshold, c.low_threshold, radius)
-        masked = int(seg.sum())
-        disc[seg & (disc == 0)] = it
-        clusters.append(count_clusters(seg)); masked_l.append(masked); steps.append(att.steps[0] if att.steps else 0)
-        if keep_heat: heat_max = torch.maximum(heat_max, heat)
-        changed = bool((x[seg] != 0).any())
-        x[seg] = 0
-        if it < c.max_iterations and masked > min_masked:  # the loop continues only if the classifier still fires
-            if changed or not reuse: lg = explainer.logit(x[None])
-            probs.append(float(torch.sigmoid(lg)[0]))
-    return WindowResult(disc, probs, clusters, masked_l, steps, heat_max)
+    "Algorithm 1 on one window: explain, cluster, mask, repeat while the window stays positive."
+    return iterate_windows(explainer, x[None], profile, None if logit is None else [float(logit)], keep_heat)[0]
 
 # %% ../nbs/03_iterate.ipynb #3c88af06
 def window_indices(z: int, n_slices: int, context: int = 7) -> np.ndarray:
@@ -157,8 +181,8 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                  vol: torch.Tensor, # (Z, S, S) windowed study in [0, 1]
                  profile: Profile, # the run's profile
                  keep_heat: bool = False, # also aggregate the heatmaps
-                 gate_batch: int = 32, # windows per gating forward (fast teacher)
-                 progress=None, # optional callable(done, total)
+                 gate_batch: int = 32, # windows per gating forward and per lockstep chunk (fast teacher)
+                 progress=None, # optional callable(done, total) over the positive windows
                 ) -> TeachResult:
     "Algorithm 1 on every window of a study, then Gaussian aggregation per slice."
     t0 = time.perf_counter(); c = profile.teacher; ctx = profile.data.context
@@ -172,13 +196,16 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     probs0 = torch.sigmoid(logits)
     discs, heats, per_window = {}, {}, {}
     calls0 = explainer.calls
-    for z in range(Z):
-        if probs0[z] > c.clf_threshold:
-            r = iterate_window(explainer, vol[idx[z]], profile, logit=float(logits[z]), keep_heat=keep_heat)
+    pos = [z for z in range(Z) if probs0[z] > c.clf_threshold]
+    step = gate_batch if explainer.fast else 1  # the fast teacher runs Algorithm 1 on a chunk of windows in lockstep
+    for a in range(0, len(pos), step):
+        zs = pos[a:a + step]
+        rs = iterate_windows(explainer, torch.stack([vol[idx[z]] for z in zs]), profile, logits[zs], keep_heat)
+        for z, r in zip(zs, rs):
             if r.disc.any(): discs[z] = r.disc.numpy()
             if keep_heat and r.heat is not None: heats[z] = r.heat.numpy()
             per_window[z] = dict(iterations=r.iterations, clusters=r.clusters, masked=r.masked, probs=r.probs, steps=r.steps)
-        if progress: progress(z + 1, Z)
+        if progress: progress(a + len(zs), len(pos))
     disc = aggregate_windows(discs, Z, (H, W), c.agg_sigma, c.agg_threshold, c.max_iterations, ctx)
     heat = None
     if keep_heat:
