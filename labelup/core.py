@@ -90,6 +90,8 @@ class TeacherCfg:
     bf16: bool = True                # reduced precision for IG where supported
     bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
     table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
+    bench_repeats: int = 1           # `bench teacher`: timed runs per teacher (the median counts)
+    bench_converged: int = 4         # `bench teacher`: accuracy anchor = float32 IG at this many x ig_steps (0: none)
     channels_last: bool = True       # channels-last memory format in the teacher's IG passes
     adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 02_explain)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
@@ -171,7 +173,7 @@ def _synthetic() -> Profile:
         classifier=ClassifierCfg(backbone="resnet10t", iterations=1200, batch_size=16, warmup=100, ckpt_every=200),
         # min_cluster_voxels 640 (paper units) = 10 voxels of the 64 x 64 phantom grid: the paper's 100 would be
         # ~2 voxels there, below the IG specks; 10 is the best of 2/5/10/20/40 on validation studies (04a_pseudo).
-        teacher=TeacherCfg(ig_steps=16, table4_studies=4, min_cluster_voxels=640),
+        teacher=TeacherCfg(ig_steps=16, table4_studies=4, min_cluster_voxels=640, bench_repeats=3, bench_converged=8),
         # 48 x 48 x 24 student patches: several times cheaper per training step on a CPU than 64 x 64 x 32
         segmenter=SegmenterCfg(filters=(16, 32, 64, 128), patch_size=(48, 48, 24), sw_step=(24, 24, 12),
                                iterations=1500, batch_size=4, lr=1e-3, warmup=100, ckpt_every=250),

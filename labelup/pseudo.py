@@ -26,8 +26,7 @@ from .filter import filter_mask, filter_clusters, filter_params
 # %% auto #0
 __all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'to_cache_grid', 'teacher_settings', 'pseudo_label_volume', 'shard', 'is_done',
            'pseudo_label', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records', 'table2', 'table3', 'fig5',
-           'fig6', 'find_fig3_case', 'fig3', 'stage2_claims', 'bench_teacher', 'step_convergence', 'cli_pseudo_label',
-           'cli_bench_teacher']
+           'fig6', 'find_fig3_case', 'fig3', 'stage2_claims', 'bench_teacher', 'cli_pseudo_label', 'cli_bench_teacher']
 
 # %% ../nbs/04a_pseudo.ipynb #98f4de5d
 def _preprocess(image, profile):
@@ -367,27 +366,30 @@ def bench_teacher(cache, # `prepare` cache
                   study: str | None = None, # default: the study with the most positive slices
                   device: str | None = None, # 'cpu', 'cuda', None: auto
                   preprocess=None, # see `pseudo_label`
-                  converged_steps: int | None = None, # float32 IG steps of the accuracy anchor (None: 8 x ig_steps; 0: skip)
+                  converged_steps: int | None = None, # float32 IG steps of the accuracy anchor (None: teacher.bench_converged x ig_steps; 0: none)
+                  repeats: int | None = None, # timed runs per teacher, the median counts (None: teacher.bench_repeats)
                   target: tuple = (3.0, 0.98), # (speed-up, Dice vs reference) the issue asks for
-                  repeats: int = 1, # timed runs per teacher (the median counts)
                  ) -> dict:
     """Fast teacher vs the plain captum reference on one study: speed-up, Dice, accuracy vs converged IG, memory, settings.
-    Each teacher first runs once under memory instrumentation (which also warms both up), then `repeats` plain timed runs."""
+    Each teacher first runs once under memory instrumentation (which also warms both up), then `repeats` plain timed
+    runs. The accuracy ladder labels the study in float32 at 2, 4, ... x `ig_steps` up to `converged_steps`."""
     from labelup.data import load_study, most_positive_study
     from labelup.evaluation import match_pes, detection_scores
-    device = pick_device(device)
+    device = pick_device(device); c = profile.teacher
     study = study or most_positive_study(cache)
+    repeats = max(1, c.bench_repeats if repeats is None else repeats)
+    converged_steps = c.bench_converged * c.ig_steps if converged_steps is None else converged_steps
     model, h = _load_model(checkpoint, device)
     st = load_study(cache, study)
     teachers = (("reference", False), ("fast", True))
-    run = lambda ex: pseudo_label_volume(ex, st.image, profile, preprocess=preprocess)
-    mems = {name: peak_memory(lambda: run(Explainer(copy.deepcopy(model), profile.teacher, device, fast=fast)), device)[1]
+    run = lambda ex, p=profile: pseudo_label_volume(ex, st.image, p, preprocess=preprocess)
+    mems = {name: peak_memory(lambda: run(Explainer(copy.deepcopy(model), c, device, fast=fast)), device)[1]
             for name, fast in teachers}
     out = {}
     for name, fast in teachers:
         ts, cs = [], []
-        for _ in range(max(1, repeats)):
-            ex = Explainer(copy.deepcopy(model), profile.teacher, device, fast=fast)
+        for _ in range(repeats):
+            ex = Explainer(copy.deepcopy(model), c, device, fast=fast)
             t0, c0 = time.perf_counter(), time.process_time()
             r = run(ex)
             ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
@@ -404,45 +406,28 @@ def bench_teacher(cache, # `prepare` cache
                pe_agreement=dict(tp=pe["tp"], fp=pe["fp"], fn=pe["fn"], f1=detection_scores(pe["tp"], pe["fp"], pe["fn"])["f1"]),
                reference_s=round(out["reference"]["s"], 3), fast_s=round(out["fast"]["s"], 3),
                runs_s={k: out[k]["runs_s"] for k in out})
-    if converged_steps is None: converged_steps = 8 * profile.teacher.ig_steps
-    if converged_steps:
-        pc = _float32_teacher(profile, converged_steps)
-        t0 = time.perf_counter()
-        rc = pseudo_label_volume(Explainer(copy.deepcopy(model), pc.teacher, device, fast=True), st.image, pc, preprocess=preprocess)
-        res["dice_to_converged"] = dict(steps=int(converged_steps), seconds=round(time.perf_counter() - t0, 3),
-                                        reference=_dice0(b["label"], rc["label"]), fast=_dice0(a["label"], rc["label"]))
+    if converged_steps and converged_steps > c.ig_steps:
+        labs, secs, n = {c.ig_steps: b["label"]}, {c.ig_steps: out["reference"]["s"]}, 2 * c.ig_steps
+        while n <= converged_steps:  # the reference's own label is the ladder's first rung
+            pc = _float32_teacher(profile, n); t0 = time.perf_counter()
+            labs[n] = run(Explainer(copy.deepcopy(model), pc.teacher, device, fast=True), pc)["label"]; secs[n] = time.perf_counter() - t0
+            n *= 2
+        top = max(labs); ks = sorted(labs)
+        res["ladder"] = [dict(steps=k, seconds=round(secs[k], 2), label_voxels=int(labs[k].sum()),
+                              dice_to_most_steps=round(_dice0(labs[k], labs[top]), 4),
+                              dice_to_next=round(_dice0(labs[k], labs[k2]), 4) if k2 else None)
+                         for k, k2 in zip(ks, ks[1:] + [None])]
+        res["dice_to_converged"] = dict(steps=int(top), reference=_dice0(b["label"], labs[top]), fast=_dice0(a["label"], labs[top]))
     res["target"] = dict(speedup=target[0], dice_vs_reference=target[1],
                          met=bool(res["speedup"] >= target[0] and res["dice_vs_reference"] >= target[1]))
     res.update(study=study, shape=list(np.shape(st.image)), checkpoint=h, device=device,
-               cpu=platform.processor() or platform.machine(), torch_threads=torch.get_num_threads(),
+               cpu=platform.processor() or platform.machine(), torch_threads=torch.get_num_threads(), repeats=repeats,
                fast_bf16=out["fast"]["bf16"], ig_calls={k: out[k]["ig_calls"] for k in out},
                ig_steps_mean={k: out[k]["steps"] for k in out}, forward_calls={k: out[k]["forwards"] for k in out},
                peak_memory={k: out[k]["mem"] for k in out}, iterations={k: out[k]["r"]["record"]["iterations"] for k in out},
                label_voxels={k: int(out[k]["r"]["label"].sum()) for k in out},
                settings=teacher_settings(profile))
     return res
-
-def step_convergence(cache, # `prepare` cache
-                     checkpoint, # stage-1 model.pt (or an nn.Module)
-                     profile: Profile, # the run's profile
-                     study: str | None = None, # default: the study with the most positive slices
-                     steps=(16, 32, 64, 128), # IG step counts to compare (float32)
-                     device: str | None = None, # 'cpu', 'cuda', None: auto
-                     preprocess=None, # see `pseudo_label`
-                    ) -> pd.DataFrame:
-    "Float32 pseudo-labels of one study at several IG step counts: Dice of each to the one with the most steps, and time."
-    from labelup.data import load_study, most_positive_study
-    device = pick_device(device); study = study or most_positive_study(cache)
-    model, _ = _load_model(checkpoint, device); st = load_study(cache, study)
-    labs, rows = {}, []
-    for n in sorted(steps):
-        pc = _float32_teacher(profile, n); t0 = time.perf_counter()
-        labs[n] = pseudo_label_volume(Explainer(copy.deepcopy(model), pc.teacher, device, fast=True), st.image, pc, preprocess=preprocess)["label"]
-        rows.append(dict(steps=n, seconds=round(time.perf_counter() - t0, 2), label_voxels=int(labs[n].sum())))
-    top = max(labs)
-    for r in rows: r["dice_to_most_steps"] = round(_dice0(labs[r["steps"]], labs[top]), 4)
-    for r, nxt in zip(rows, rows[1:]): r["dice_to_next"] = round(_dice0(labs[r["steps"]], labs[nxt["steps"]]), 4)
-    return pd.DataFrame(rows)
 
 # %% ../nbs/04a_pseudo.ipynb #fe90e78b
 def cli_pseudo_label(argv: list[str]) -> int:
@@ -479,9 +464,9 @@ def cli_bench_teacher(argv: list[str]) -> int:
     ap.add_argument("--cache"); ap.add_argument("--checkpoint")
     ap.add_argument("--run", help="run folder used to build cache + classifier when --cache/--checkpoint are not given")
     ap.add_argument("--study", help="study to label (default: most positive slices)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per teacher; the median counts (default 3)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs per teacher; the median counts (default: teacher.bench_repeats)")
     ap.add_argument("--converged-steps", type=int, default=None,
-                    help="float32 IG steps of the accuracy anchor (default 8 x teacher.ig_steps; 0 skips it)")
+                    help="float32 IG steps of the accuracy anchor (default: teacher.bench_converged x teacher.ig_steps; 0 skips it)")
     add_profile_args(ap)
     a = ap.parse_args(argv)
     p = profile_from_args(a)
