@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from .core import (Profile, add_profile_args, profile_from_args, RunLayout, atomic_path, file_hash, get_logger, get_profile, load_volume,
                           pick_device, save_volume, write_json_atomic, write_text_atomic, md_table)
 from .explain import Explainer, peak_memory
-from .iterate import labels_at, teach_volume
+from .iterate import labels_at, teach_volume, window_indices
 from .filter import filter_mask, filter_clusters, filter_params
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'to_cache_grid', 'teacher_settings', 'pseudo_label_volume', 'shard', 'is_done',
            'pseudo_label', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records', 'table2', 'table3', 'fig5',
-           'fig6', 'find_fig3_case', 'fig3', 'stage2_claims', 'bench_teacher', 'cli_pseudo_label', 'cli_bench_teacher']
+           'fig6', 'find_fig3_case', 'fig3', 'stage2_claims', 'ig_image_ms', 'bench_teacher', 'cli_pseudo_label',
+           'cli_bench_teacher']
 
 # %% ../nbs/04a_pseudo.ipynb #98f4de5d
 def _preprocess(image, profile):
@@ -360,6 +361,23 @@ def _float32_teacher(profile: Profile, steps: int) -> Profile:
     "The profile with float32 IG at `steps` points and no adaptive step count: an accuracy anchor."
     return get_profile(profile, {"teacher.ig_steps": int(steps), "teacher.bf16": False, "teacher.adaptive_steps": 0})
 
+def ig_image_ms(explainer: Explainer, # an explainer (its precision and memory format are used)
+                x: torch.Tensor, # (1, 7, H, W) a window
+                batch: int = 16, # images per pass (IG steps go through the network in such batches)
+                repeats: int = 3, # timed passes after one warm-up (the median counts)
+               ) -> float:
+    "Milliseconds per image of one IG pass (forward + gradient w.r.t. the input) in the explainer's settings."
+    xb = explainer._prep(x.expand(batch, *x.shape[1:]).clone())
+    cuda = torch.device(explainer.device).type == "cuda"
+    def once():
+        xi = xb.detach().requires_grad_(True)
+        torch.autograd.grad(explainer._forward_ig(xi).sum(), xi)
+        if cuda: torch.cuda.synchronize()
+    once(); ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter(); once(); ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)) / batch * 1e3
+
 def bench_teacher(cache, # `prepare` cache
                   checkpoint, # stage-1 model.pt (or an nn.Module)
                   profile: Profile, # the run's profile
@@ -381,6 +399,8 @@ def bench_teacher(cache, # `prepare` cache
     converged_steps = c.bench_converged * c.ig_steps if converged_steps is None else converged_steps
     model, h = _load_model(checkpoint, device)
     st = load_study(cache, study)
+    vol = torch.as_tensor((preprocess or _preprocess)(st.image, profile)).float()
+    xw = vol[window_indices(len(vol) // 2, len(vol), profile.data.context)][None]  # a window: the cost per image of an IG pass
     teachers = (("reference", False), ("fast", True))
     run = lambda ex, p=profile: pseudo_label_volume(ex, st.image, p, preprocess=preprocess)
     mems = {name: peak_memory(lambda: run(Explainer(copy.deepcopy(model), c, device, fast=fast)), device)[1]
@@ -393,7 +413,8 @@ def bench_teacher(cache, # `prepare` cache
             t0, c0 = time.perf_counter(), time.process_time()
             r = run(ex)
             ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
-        out[name] = dict(r=r, s=float(np.median(ts)), cpu=float(np.median(cs)), runs_s=[round(t, 3) for t in ts], mem=mems[name],
+        out[name] = dict(ms=ig_image_ms(ex, xw, min(c.internal_batch_size, c.ig_steps)),
+                         r=r, s=float(np.median(ts)), cpu=float(np.median(cs)), runs_s=[round(t, 3) for t in ts], mem=mems[name],
                          bf16_cosine=ex.bf16_cosine, bf16=ex.amp, ig_calls=r["record"]["ig_calls"],
                          steps=r["record"]["ig_steps_mean"], forwards=ex.forward_calls)
     a, b = out["fast"]["r"], out["reference"]["r"]
@@ -406,6 +427,11 @@ def bench_teacher(cache, # `prepare` cache
                pe_agreement=dict(tp=pe["tp"], fp=pe["fp"], fn=pe["fn"], f1=detection_scores(pe["tp"], pe["fp"], pe["fn"])["f1"]),
                reference_s=round(out["reference"]["s"], 3), fast_s=round(out["fast"]["s"], 3),
                runs_s={k: out[k]["runs_s"] for k in out})
+    # the ceiling: the fast teacher's IG passes alone (images x ms per image), as if nothing else took time
+    n_img = out["fast"]["ig_calls"] * out["fast"]["steps"] * c.n_references * max(1, c.nt_samples)
+    res["ig_floor"] = dict(ms_per_image={k: round(out[k]["ms"], 3) for k in out}, images=int(round(n_img)),
+                           fast_ig_s=round(n_img * out["fast"]["ms"] / 1e3, 3))
+    res["ig_floor"]["max_speedup"] = out["reference"]["s"] / max(res["ig_floor"]["fast_ig_s"], 1e-9)
     if converged_steps and converged_steps > c.ig_steps:
         labs, secs, n = {c.ig_steps: b["label"]}, {c.ig_steps: out["reference"]["s"]}, 2 * c.ig_steps
         while n <= converged_steps:  # the reference's own label is the ladder's first rung
@@ -482,6 +508,9 @@ def cli_bench_teacher(argv: list[str]) -> int:
           f"Dice vs reference {res['dice_vs_reference']:.4f} (unfiltered {res['dice_unfiltered']:.4f}); "
           f"target {res['target']['speedup']:g}x at Dice >= {res['target']['dice_vs_reference']:g}: "
           f"{'met' if res['target']['met'] else 'not met'}")
+    fl = res["ig_floor"]
+    print(f"IG passes alone: {fl['images']} images x {fl['ms_per_image']['fast']:.2f} ms = {fl['fast_ig_s']:.2f} s "
+          f"-> at most {fl['max_speedup']:.2f}x at this step count and precision")
     if "dice_to_converged" in res:
         dc = res["dice_to_converged"]
         print(f"Dice to float32 IG at {dc['steps']} steps: reference {dc['reference']:.4f}, teacher {dc['fast']:.4f}")
