@@ -78,6 +78,34 @@ TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterati
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
           ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning")]
 
+def _bench_teacher_section(res: Path) -> list[str]:
+    "Markdown lines for `bench_teacher.json` (and its accuracy ladder, `step_convergence.csv`), if the run wrote them."
+    f = res / "bench_teacher.json"
+    if not f.exists(): return []
+    j = json.loads(f.read_text()); fl = j.get("ig_floor", {}); dc = j.get("dice_to_converged"); ms = fl.get("ms_per_image", {})
+    L = ["## Teacher benchmark (`labelup bench teacher`)", "",
+         f"One study (`{j['study']}`, {' x '.join(map(str, j['shape']))} voxels), device {j['device']}, "
+         f"{j['torch_threads']} threads, median of {j.get('repeats', 1)} timed run{'' if j.get('repeats', 1) == 1 else 's'} per teacher.", "",
+         "| | plain captum reference | labelup teacher |", "|---|---|---|",
+         f"| seconds per study | {j['reference_s']:.2f} | {j['fast_s']:.2f} |"]
+    if ms: L += [f"| ms per IG image (forward + input gradient) | {ms['reference']:.2f} | {ms['fast']:.2f} |"]
+    if dc: L += [f"| Dice to float32 IG at {dc['steps']} steps | {dc['reference']:.3f} | {dc['fast']:.3f} |"]
+    L += ["", f"Speed-up **{j['speedup']:.2f}x**; Dice between the two teachers' labels {j['dice_vs_reference']:.3f}"
+          + (f", PE-level agreement F1 {j['pe_agreement']['f1']:.3f}" if "pe_agreement" in j else "")
+          + (f". The target of {j['target']['speedup']:g}x at Dice >= {j['target']['dice_vs_reference']:g} is "
+             f"**{'met' if j['target']['met'] else 'not met'}**" if "target" in j else "") + "."]
+    if fl: L += ["", f"The labelup teacher's {fl['images']} IG images alone take {fl['fast_ig_s']:.2f} s: at this step "
+                 f"count and precision no other saving can give more than {fl['max_speedup']:.2f}x."]
+    lad = res / "step_convergence.csv"
+    if lad.exists():
+        import pandas as pd
+        d = pd.read_csv(lad)
+        L += ["", "How settled the labels are (float32 IG at growing step counts; the first row is the reference itself):", "",
+              "| IG steps | seconds | label voxels | Dice to the most steps | Dice to the next row |", "|---|---|---|---|---|"]
+        L += [f"| {r.steps} | {r.seconds:.1f} | {r.label_voxels} | {r.dice_to_most_steps:.3f} | "
+              f"{'-' if pd.isna(r.dice_to_next) else f'{r.dice_to_next:.3f}'} |" for r in d.itertuples()]
+    return L + [""]
+
 def write_results_readme(out, profile: str) -> Path:
     "Write `out/results/README.md` from the tables, figures and claims found in `out/results`."
     res = RunLayout(out).results
@@ -98,6 +126,7 @@ def write_results_readme(out, profile: str) -> Path:
     figs = sorted(res.glob("*.png"))
     if figs:
         L += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs] + [""]
+    L += _bench_teacher_section(res)
     t = res / "timings.json"
     if t.exists():
         L += ["## Time per notebook (s)", ""] + [f"- {k}: {v}" for k, v in json.loads(t.read_text()).items()] + [""]

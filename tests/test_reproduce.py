@@ -39,6 +39,10 @@ def test_every_table_and_figure(run):
     claims = [c for f in res.glob("claims_*.json") for c in json.loads(f.read_text())]
     assert len(claims) >= 5 and all(isinstance(c["holds"], bool) for c in claims)
     for c in claims: assert c["claim"] in readme
+    bench = json.loads((res / "bench_teacher.json").read_text())  # the teacher benchmark on the run's classifier
+    assert bench["speedup"] > 0 and 0 <= bench["dice_vs_reference"] <= 1 and bench["ig_floor"]["images"] > 0
+    assert "Teacher benchmark" in readme and f"Speed-up **{bench['speedup']:.2f}x**" in readme
+    assert (res / "step_convergence.csv").stat().st_size > 0
     nbs = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
     assert nbs == sorted(["00a_phantom", "01_classifier", "04a_pseudo", "05_segment", "07_finetune"])
     print(f"reproduce --profile smoke: {secs:.0f} s")
