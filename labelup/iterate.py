@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 
 from .core import Profile, TeacherCfg, get_profile
