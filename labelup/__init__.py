@@ -2,7 +2,8 @@
 
 Modules:
 
+- `labelup.cli`: `labelup <command> ...`: one subcommand per stage. Each `cli_<command>(argv)` parses its options and calls one library function that an earlier chapter teaches; printing and progress bars live here, not in the library. Library imports happen inside each command, so `labelup --help` stays fast and torch or MONAI load only for the command that needs them.
 - `labelup.engine`: Warm-up + linear-decay learning rate, AdamW, `torchrun`/DDP (gloo on CPU, NCCL on GPU), mixed precision on CUDA, atomic checkpoints with every random state, exact resume, a progress bar and a CSV log. Stage 1 (the slice classifier) and stage 3 (the student) only supply a model, a batch sampler and a loss.
-- `labelup.pseudo`: Stage 2 as a command (`labelup pseudo-label`): the IG teacher of `02_explain` and `03_iterate` plus the filters of `04_filter`, run over every study of a cache, sharded across processes and resumable. Then the paper's stage-2 results (III.B; Tables II, III; Figs. 3, 5, 6) regenerated on this run's data, and `labelup bench teacher`."""
+- `labelup.teacher`: The teacher (paper III.B) assembled from its parts: the Integrated Gradients explainer (`07_explain`), Algorithm 1 and slice aggregation (`08_iterate`) and the filters (`09_filter`), run over every study of a cache, sharded across processes and resumable. Its output, one pseudo-label per study, is what the student (stage 3) learns from; `labelup pseudo-label` runs it. The paper's stage-2 results (Tables II, III; Figs. 3, 5, 6) are regenerated in `22_tables2_3`."""
 
 __version__ = "0.1.0"

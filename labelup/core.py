@@ -6,18 +6,18 @@ seeding and device choice."""
 
 # %% ../nbs/00_core.ipynb #dbfd0164
 from __future__ import annotations
-import contextlib, dataclasses, hashlib, json, logging, os, random, tempfile
+import contextlib, hashlib, json, logging, os, random, tempfile
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['SLICE_AXIS', 'PROFILES', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'SegmenterCfg', 'FinetuneCfg', 'Profile',
-           'get_profile', 'profile_from_dict', 'add_profile_args', 'profile_from_args', 'profile_table', 'md_table',
-           'RunLayout', 'atomic_path', 'write_text_atomic', 'write_json_atomic', 'save_volume', 'load_volume', 'window',
-           'seed_everything', 'pick_device', 'file_hash', 'get_logger']
+__all__ = ['SLICE_AXIS', 'PROFILES', 'CHECKPOINT_KINDS', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg',
+           'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_from_dict', 'add_profile_args',
+           'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'atomic_path', 'write_text_atomic',
+           'write_json_atomic', 'save_volume', 'load_volume', 'hu_window', 'seed_everything', 'pick_device',
+           'file_hash', 'get_logger', 'UsageError', 'checkpoint_kind', 'read_checkpoint', 'checkpoint_profile']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
@@ -74,7 +74,7 @@ class ClassifierCfg:
 class TeacherCfg:
     "Stage 2: Integrated Gradients teacher (paper III.B, Algorithm 1)."
     ig_steps: int = 16
-    internal_batch_size: int = 16
+    internal_batch_size: int = field(default=16, metadata={"runtime": True})  # IG steps per pass (speed, memory)
     n_references: int = 1            # paper: 1 or 5
     nt_samples: int = 0              # SmoothGrad samples (0 = off); paper tried 5
     nt_stdev: float = 0.05
@@ -89,18 +89,15 @@ class TeacherCfg:
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
     bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
-    table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
-    bench_repeats: int = 1           # `bench teacher`: timed runs per teacher (the median counts)
-    bench_converged: int = 4         # `bench teacher`: accuracy anchor = float32 IG at this many x ig_steps (0: none)
-    channels_last: bool = True       # channels-last memory format in the teacher's IG passes
-    adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 02_explain)
+    channels_last: bool = field(default=True, metadata={"runtime": True})  # channels-last memory format in IG passes
+    adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 07_explain)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
     reference: str = "zeros"         # first IG reference: zeros (the cutout fill), blur, noise, mean
     extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)
     agg_threshold: float = 0.3       # Gaussian-weighted vote of the windows needed to label a voxel
 
 @dataclass
-class SegmenterCfg:
+class StudentCfg:
     "Stage 3: the DynUNet student (paper III.C)."
     filters: tuple = (8, 16, 32, 64)
     patch_size: tuple = (64, 64, 16)   # (H, W, D) voxels; paper (128, 128, 64)
@@ -125,6 +122,18 @@ class SegmenterCfg:
     amp: bool = True
 
 @dataclass
+class BenchCfg:
+    "Benchmark and report settings: how results are measured, never what a stage produces."
+    table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
+    teacher_repeats: int = 1         # `bench teacher`: timed runs per teacher (the median counts)
+    teacher_converged: int = 4       # `bench teacher`: accuracy anchor = float32 IG at this many x ig_steps (0: none)
+
+def outcome_settings(cfg, # a profile section (dataclass)
+                    ) -> dict:
+    "The settings of `cfg` that change what a stage produces: every field but those marked `runtime` (speed, memory)."
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if not f.metadata.get("runtime")}
+
+@dataclass
 class FinetuneCfg:
     "Fine-tuning on a few human annotations (Table VI)."
     fraction: float = 0.25
@@ -143,8 +152,9 @@ class Profile:
     data: DataCfg = field(default_factory=DataCfg)
     classifier: ClassifierCfg = field(default_factory=ClassifierCfg)
     teacher: TeacherCfg = field(default_factory=TeacherCfg)
-    segmenter: SegmenterCfg = field(default_factory=SegmenterCfg)
+    student: StudentCfg = field(default_factory=StudentCfg)
     finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
+    bench: BenchCfg = field(default_factory=BenchCfg)
 
     @property
     def scale(self) -> float:
@@ -169,16 +179,17 @@ def _synthetic() -> Profile:
         name="synthetic",
         data=DataCfg(n_studies=96, phantom_shape=(48, 64, 64), image_size=96),
         # resnet10t, not an EfficientNetV2: trained from scratch on 58 phantom studies for 1200 iterations, the
-        # EfficientNetV2-B0 underfits (held-out slice AUROC 0.75-0.80) where resnet10t reaches > 0.95 (01_classifier).
+        # EfficientNetV2-B0 underfits (held-out slice AUROC 0.75-0.80) where resnet10t reaches > 0.95 (06_classifier).
         classifier=ClassifierCfg(backbone="resnet10t", iterations=1200, batch_size=16, warmup=100, ckpt_every=200),
         # min_cluster_voxels 640 (paper units) = 10 voxels of the 64 x 64 phantom grid: the paper's 100 would be
-        # ~2 voxels there, below the IG specks; 10 is the best of 2/5/10/20/40 on validation studies (04a_pseudo).
-        teacher=TeacherCfg(ig_steps=16, table4_studies=4, min_cluster_voxels=640, bench_repeats=3, bench_converged=8),
+        # ~2 voxels there, below the IG specks; 10 is the best of 2/5/10/20/40 on validation studies (10_teacher).
+        teacher=TeacherCfg(ig_steps=16, min_cluster_voxels=640),
+        bench=BenchCfg(table4_studies=4, teacher_repeats=3, teacher_converged=8),
         # 48 x 48 x 24 student patches: several times cheaper per training step on a CPU than 64 x 64 x 32
-        segmenter=SegmenterCfg(filters=(16, 32, 64, 128), patch_size=(48, 48, 24), sw_step=(24, 24, 12),
+        student=StudentCfg(filters=(16, 32, 64, 128), patch_size=(48, 48, 24), sw_step=(24, 24, 12),
                                iterations=1500, batch_size=4, lr=1e-3, warmup=100, ckpt_every=250),
         # fine-tuning LR: the paper's 1e-5; ten times that pulls the student towards the 4 studies' boxes
-        # (07_finetune runs both and shows the difference).
+        # (12_finetune runs both and shows the difference).
         finetune=FinetuneCfg(iterations=100, lr=1e-5, warmup=10, scratch_iterations=250, scratch_lr=1e-3,
                              scratch_warmup=25),
     )
@@ -189,8 +200,9 @@ def _paper() -> Profile:
         data=DataCfg(n_studies=64, phantom_shape=(250, 512, 512), image_size=512),
         classifier=ClassifierCfg(backbone="tf_efficientnetv2_l", iterations=50_000, batch_size=32, warmup=1000,
                                  ckpt_every=1000, eval_every=5000, num_workers=8),
-        teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5, table4_studies=0),
-        segmenter=SegmenterCfg(filters=(32, 64, 128, 256, 320, 320), patch_size=(128, 128, 64), sw_step=(64, 64, 32),
+        teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5),
+        bench=BenchCfg(table4_studies=0, teacher_repeats=1, teacher_converged=4),
+        student=StudentCfg(filters=(32, 64, 128, 256, 320, 320), patch_size=(128, 128, 64), sw_step=(64, 64, 32),
                                iterations=50_000, batch_size=32, lr=1e-4, warmup=1000, ckpt_every=1000),
         finetune=FinetuneCfg(iterations=10_000, lr=1e-5, warmup=200, scratch_iterations=25_000, scratch_lr=1e-4,
                              scratch_warmup=500),
@@ -208,6 +220,16 @@ def _coerce(old, value):
     if isinstance(old, tuple): return tuple(type(old[0])(v) for v in value.strip("()[] ").split(",") if v.strip())
     return type(old)(value)
 
+_SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
+_KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
+                "teacher.bench_converged": "bench.teacher_converged"}
+
+def _canonical_key(key: str) -> str:
+    "A dotted parameter name in its current spelling (old section and key names are mapped)."
+    key = _KEY_ALIASES.get(key, key)
+    section, dot, attr = key.partition(".")
+    return _SECTION_ALIASES.get(section, section) + dot + attr
+
 def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthetic`, `paper`) or a Profile
                 overrides: dict | list | None = None, # {"classifier.lr": 3e-4} or ["classifier.lr=3e-4"]
                ) -> Profile:
@@ -220,7 +242,7 @@ def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthet
         if bad: raise ValueError(f"overrides must look like section.key=value, got {bad}")
         overrides = dict(o.split("=", 1) for o in overrides)
     for key, value in (overrides or {}).items():
-        section, _, attr = key.partition(".")
+        section, _, attr = _canonical_key(key).partition(".")
         cfg = getattr(p, section, None)
         if not attr or not is_dataclass(cfg) or attr not in {f.name for f in fields(cfg)}:
             raise KeyError(f"unknown profile parameter {key!r}")
@@ -229,12 +251,12 @@ def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthet
 
 def profile_from_dict(d: dict) -> Profile:
     "Rebuild a Profile saved with `Profile.to_dict` (e.g. from a checkpoint or a JSON record)."
-    secs = {f.name: f.type for f in fields(Profile)}
     kw = {}
     for k, v in d.items():
         if k == "name": kw[k] = v; continue
+        k = _SECTION_ALIASES.get(k, k)
         cls = {"data": DataCfg, "classifier": ClassifierCfg, "teacher": TeacherCfg,
-               "segmenter": SegmenterCfg, "finetune": FinetuneCfg}[k]
+               "student": StudentCfg, "finetune": FinetuneCfg, "bench": BenchCfg}[k]
         known = {f.name: f for f in fields(cls)}
         kw[k] = cls(**{a: (tuple(b) if isinstance(getattr(cls(), a), tuple) else b) for a, b in v.items() if a in known})
     return Profile(**kw)
@@ -295,9 +317,9 @@ class RunLayout:
     @property
     def classifier(self) -> Path: return self.root / "classifier"
     @property
-    def pseudo(self) -> Path: return self.root / "pseudo"      # stage-2 pseudo-labels
+    def teacher(self) -> Path: return self.root / "teacher"    # stage 2: the teacher's pseudo-labels
     @property
-    def segmenter(self) -> Path: return self.root / "segmenter"
+    def student(self) -> Path: return self.root / "student"    # stage 3: the student network
     @property
     def pred(self) -> Path: return self.root / "pred"          # stage-3 predictions
     @property
@@ -354,7 +376,7 @@ def load_volume(path, dtype=None) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(arr.transpose(2, 1, 0)), img.affine
 
 # %% ../nbs/00_core.ipynb #b4dd728a
-def window(hu: np.ndarray, center: float = 100.0, width: float = 400.0):
+def hu_window(hu: np.ndarray, center: float = 100.0, width: float = 400.0):
     "Map HU to [0, 1] with a linear window (paper: centre 100, width 400). Works on numpy arrays and torch tensors."
     lo = center - width / 2
     x = (hu - lo) / width
@@ -388,3 +410,43 @@ def get_logger(name: str = "labelup") -> logging.Logger:
         h = logging.StreamHandler(); h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         log.addHandler(h); log.setLevel(logging.INFO)
     return log
+
+# %% ../nbs/00_core.ipynb #1f506dec
+class UsageError(Exception):
+    "A mistake in what the user asked for (a missing or wrong file, a bad option): one line, exit status 2 on the CLI."
+
+CHECKPOINT_KINDS = ("classifier", "student", "training-state")
+
+def checkpoint_kind(ck: dict) -> str:
+    "The kind of a loaded checkpoint dict (older files without a `kind` are recognised by their keys)."
+    if ck.get("kind") in CHECKPOINT_KINDS: return ck["kind"]
+    if ck.get("kind") == "segmenter": return "student"               # the student's earlier name
+    if str(ck.get("format", "")).startswith("labelup.classifier"): return "classifier"
+    if "step" in ck and "model" in ck: return "training-state"
+    return "unknown"
+
+def read_checkpoint(path, # a checkpoint file written by labelup
+                    kind: str | tuple | None = None, # kind(s) expected; None: any labelup checkpoint
+                   ) -> dict:
+    "Load a labelup checkpoint safely (`weights_only=True`); a bad file or a wrong kind raises `UsageError` naming the file."
+    import torch
+    path = Path(path)
+    if not path.is_file(): raise UsageError(f"{path}: no such checkpoint file")
+    try: ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any file: torch's loader fails in many ways on what is not a checkpoint
+        raise UsageError(f"{path}: not a labelup checkpoint, or one holding more than tensors and numbers "
+                         f"({type(e).__name__}); labelup never loads checkpoints with weights_only=False") from None
+    got = checkpoint_kind(ck) if isinstance(ck, dict) else "unknown"
+    want = (kind,) if isinstance(kind, str) else tuple(kind or CHECKPOINT_KINDS)
+    if got not in want:
+        raise UsageError(f"{path}: {'a ' + got if got != 'unknown' else 'not a labelup'} checkpoint, "
+                         f"expected a {' or '.join(want)} checkpoint")
+    return ck
+
+def checkpoint_profile(path, # a classifier or student checkpoint
+                       kind: str | None = None, # the kind expected
+                      ) -> Profile:
+    "The profile a checkpoint was trained with: what every command uses when no `--profile` is given."
+    ck = read_checkpoint(path, kind)
+    if "profile" not in ck: raise UsageError(f"{path}: checkpoint without a stored profile; pass --profile")
+    return profile_from_dict(ck["profile"])

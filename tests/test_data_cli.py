@@ -6,19 +6,22 @@ import pandas as pd
 import pytest
 
 import labelup.data as D
+import labelup.dicom as DI
+from pydicom.uid import JPEG2000Lossless
+from labelup._fixtures import toy_dataset
 from labelup.cli import main
 
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
-    return D.toy_dataset(tmp_path_factory.mktemp("data"), n_studies=3, shape=(10, 32, 32), seed=1)
+    return toy_dataset(tmp_path_factory.mktemp("data"), n_studies=3, shape=(10, 32, 32), seed=1)
 
 
 def test_cli_prepare_and_bench(root, tmp_path):
     assert main(["prepare", str(root), "--out", str(tmp_path / "cache"), "--workers", "2", "--quiet"]) == 0
     idx = pd.read_csv(tmp_path / "cache" / "index.csv")
     assert list(idx.columns) == D.INDEX_COLUMNS and len(idx) == 3
-    assert main(["bench", "prepare", "--root", str(root), "--studies", "2", "--generator", "toy", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
+    assert main(["bench", "prepare", "--root", str(root), "--studies", "2", "--repeats", "1", "--json", str(tmp_path / "b.json")]) == 0
     rec = json.loads((tmp_path / "b.json").read_text())
     assert {"speedup", "reference_s", "prepare_s", "studies", "slices", "workers"} <= set(rec)
     assert rec["studies"] == 2 and rec["slices"] == 20 and rec["identical_output"]
@@ -41,9 +44,9 @@ def test_crash_mid_study_is_redone(root, tmp_path, monkeypatch):
 def test_threaded_compressed_read(tmp_path):
     hu = np.random.default_rng(0).integers(-1024, 3071, size=(5, 32, 32)).astype(np.int16)
     sops = [f"{i:012x}" for i in range(5)]
-    D.write_series(hu, tmp_path / "j", "st", "se", sops, transfer_syntax=D.JPEG2000Lossless, shuffle_instance_numbers=True, rng=3)
-    v1, g1 = D.read_series(tmp_path / "j", threads=1)
-    v2, g2 = D.read_series(tmp_path / "j", threads=3)
+    DI.write_series(hu, tmp_path / "j", "st", "se", sops, transfer_syntax=JPEG2000Lossless, shuffle_instance_numbers=True, rng=3)
+    v1, g1 = DI.read_series(tmp_path / "j", threads=1)
+    v2, g2 = DI.read_series(tmp_path / "j", threads=3)
     assert np.array_equal(v1, hu) and np.array_equal(v2, hu) and g1["sop_uids"] == g2["sop_uids"] == sops
 
 

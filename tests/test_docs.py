@@ -38,7 +38,7 @@ def test_convert_directives():
     assert cells[3]["metadata"]["tags"] == ["remove-output"]
     assert cells[4]["metadata"]["tags"] == ["remove-cell"]
     assert stats["api"] == ["get_thing"] and stats["images"] == 1 and stats["title"] == "A: b"
-    assert bd._section("05_segment") == "Stage 3: segmentation student" and bd._section("docs/scale-out") == "Reproduction"
+    assert bd._section("11_student") == "Stage 3: the segmentation student" and bd._section("docs/scale-out") == "Command line and guides"
     assert bd._section("42_new") == "More"
 
 

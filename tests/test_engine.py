@@ -2,11 +2,14 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+
+DEMO = str(Path(__file__).with_name("ddp_demo.py"))  # a tiny training run, started by torchrun
 
 from labelup.engine import (TrainConfig, latest_checkpoint, list_checkpoints, load_checkpoint, sharded_indices,
                             train_loop, warmup_linear)
@@ -69,7 +72,7 @@ def test_kill_and_resume_is_exact(tmp_path):
 
 def _torchrun(out, its, stop=None, timeout=240):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "--no-python",
-           sys.executable, "-c", "from labelup.engine import _demo_main; _demo_main()", str(out), str(its)]
+           sys.executable, DEMO, str(out), str(its)]
     if stop is not None:
         cmd.append(str(stop))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -103,10 +106,9 @@ def test_torchrun_resume(ddp_full, tmp_path):
 def test_sigkill_and_resume(tmp_path):
     "A real kill (SIGKILL mid-run, possibly mid-checkpoint-write), then a resume, gives the uninterrupted weights."
     import time
-    code = "from labelup.engine import _demo_main; _demo_main()"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "full"), "30"], env=env, check=True, timeout=120)
-    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "cut"), "30"],
+    subprocess.run([sys.executable, DEMO, str(tmp_path / "full"), "30"], env=env, check=True, timeout=120)
+    p = subprocess.Popen([sys.executable, DEMO, str(tmp_path / "cut"), "30"],
                          env={**env, "LABELUP_DEMO_SLEEP": "0.1"})
     t0 = time.time()
     while not (tmp_path / "cut" / "ckpt" / "step_0000010.pt").exists():
@@ -115,7 +117,7 @@ def test_sigkill_and_resume(tmp_path):
     p.kill(); p.wait()
     assert not (tmp_path / "cut" / "final_rank0.pt").exists()
     assert latest_checkpoint(tmp_path / "cut" / "ckpt").name < "step_0000030.pt"
-    subprocess.run([sys.executable, "-c", code, str(tmp_path / "cut"), "30"], env=env, check=True, timeout=120)
+    subprocess.run([sys.executable, DEMO, str(tmp_path / "cut"), "30"], env=env, check=True, timeout=120)
     a = load_checkpoint(tmp_path / "full" / "final_rank0.pt")["params"]
     b = load_checkpoint(tmp_path / "cut" / "final_rank0.pt")["params"]
     assert torch.equal(a, b)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from labelup.core import save_volume
-from labelup.evaluation import match_pes, dice, evaluate_dirs, cli_evaluate
+from labelup.evaluation import match_pes, dice, evaluate_dirs
+from labelup.cli import cli_evaluate
 
 AFF = np.diag([-0.7, -0.7, 1.25, 1.0])
 

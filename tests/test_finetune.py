@@ -4,7 +4,8 @@ import json, math
 import numpy as np
 import pytest
 
-from labelup.finetune import PAPER_TABLE6, finetune_split, table6, verdict
+from labelup.finetune import finetune_split
+from labelup.paper.finetune import PAPER_TABLE6, table6, verdict
 from labelup.cli import main
 
 

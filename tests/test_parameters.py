@@ -24,7 +24,7 @@ def test_parameters_parse(path, caplog):
 
 
 def test_result_notebooks_take_reproduce_parameters():
-    from labelup.reproduce import RESULT_NOTEBOOKS
+    from labelup.paper.reproduce import RESULT_NOTEBOOKS
     passed = {"profile", "run_dir", "data_root", "device", "overrides"}  # what reproduce() passes
     for name, _ in RESULT_NOTEBOOKS:
         src = _params_cell(json.loads((ROOT / "nbs" / f"{name}.ipynb").read_text()))["source"]

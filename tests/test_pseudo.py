@@ -1,6 +1,6 @@
 """Stage 2 at scale: sharded (RANK/WORLD_SIZE) and resumed pseudo-labelling, plus the teacher's core pieces.
 
-Uses a tiny synthetic cache (`labelup.data.toy_dataset` + `prepare`) and the toy classifier of `02_explain`
+Uses a tiny synthetic cache (`labelup.data.toy_dataset` + `prepare`) and the toy classifier of `07_explain`
 passed as a module, so it runs in seconds on a CPU.
 """
 import json
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from labelup.core import get_profile, load_volume
-from labelup.data import list_studies, prepare, toy_dataset
-from labelup.explain import train_toy_classifier
+from labelup.data import list_studies, prepare
+from labelup._fixtures import toy_dataset, train_toy_classifier
 from labelup.filter import filter_clusters
-from labelup.iterate import aggregate_windows, cluster_heatmap
-from labelup.pseudo import is_done, pseudo_label, shard, teacher_settings
+from labelup.iterate import aggregate_slabs, cluster_heatmap
+from labelup.teacher import is_done, pseudo_label, shard, teacher_settings
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_shards_union_and_resume(setup, monkeypatch):
     got = []
     for r in (0, 1):
         monkeypatch.setenv("RANK", str(r)); monkeypatch.setenv("WORLD_SIZE", "2")
-        recs = pseudo_label(d / "cache", model, out, prof, progress=False)
+        recs = pseudo_label(d / "cache", model, out, prof)
         assert [x["study"] for x in recs] == shard(sorted(studies), r, 2)
         got += [x["study"] for x in recs]
     monkeypatch.delenv("RANK"); monkeypatch.delenv("WORLD_SIZE")
@@ -48,11 +48,11 @@ def test_shards_union_and_resume(setup, monkeypatch):
         assert (out / f"{s}.nii.gz").exists() and (out / f"{s}.json").exists() and (out / "iterations" / f"{s}.nii.gz").exists()
     # an unsharded run over the same folder finds everything done
     mt = {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies}
-    pseudo_label(d / "cache", model, out, prof, progress=False)
+    pseudo_label(d / "cache", model, out, prof)
     assert {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies} == mt
     # same result as a single process
     single = d / "single"
-    pseudo_label(d / "cache", model, single, prof, progress=False)
+    pseudo_label(d / "cache", model, single, prof)
     for s in studies:
         np.testing.assert_array_equal(load_volume(out / f"{s}.nii.gz")[0], load_volume(single / f"{s}.nii.gz")[0])
 
@@ -61,11 +61,11 @@ def test_half_finished_run_resumes(setup):
     d, model, prof = setup
     studies = list_studies(d / "cache")
     out = d / "half"
-    pseudo_label(d / "cache", model, out, prof, studies=studies[:2], progress=False)  # "killed" after 2 studies
+    pseudo_label(d / "cache", model, out, prof, studies=studies[:2])  # "killed" after 2 studies
     # a crash mid-study leaves a label without a record: that study must be redone
     (out / f"{studies[2]}.nii.gz").write_bytes(b"partial")
     mt = {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies[:2]}
-    recs = pseudo_label(d / "cache", model, out, prof, progress=False)
+    recs = pseudo_label(d / "cache", model, out, prof)
     assert sorted(r["study"] for r in recs) == studies
     assert {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies[:2]} == mt  # finished ones not redone
     load_volume(out / f"{studies[2]}.nii.gz")  # the partial file was replaced by a valid NIfTI
@@ -88,7 +88,7 @@ def test_clustering_and_filter_basics():
     f, tab = filter_clusters(m, min_voxels=2, max_distance=5)
     assert f.sum() == 4 and len(tab) == 2
     d = np.zeros((7, 2, 2), np.uint8); d[:, 0, 0] = 2
-    agg = aggregate_windows({3: d}, 8, (2, 2), max_iterations=3)
+    agg = aggregate_slabs({3: d}, 8, (2, 2), max_iterations=3)
     assert agg[:, 0, 0].tolist() == [0, 0, 0, 2, 0, 0, 0, 0]
 
 
@@ -96,7 +96,7 @@ def test_heatmaps_written_on_cache_grid(setup):
     d, model, prof = setup
     s = list_studies(d / "cache")[0]
     out = d / "heat"
-    pseudo_label(d / "cache", model, out, prof, studies=[s], heatmaps=True, progress=False)
+    pseudo_label(d / "cache", model, out, prof, studies=[s], heatmaps=True)
     h, aff = load_volume(out / "heatmaps" / f"{s}.nii.gz")
     img, aff_img = load_volume(d / "cache" / s / "image.nii.gz")
     assert h.shape == img.shape and np.allclose(aff, aff_img, atol=1e-5) and (h >= 0).all()

@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # The table of contents: (caption, notebook/page name patterns). First match wins; anything not matched
 # lands in "More" so a new notebook is never silently missing from the site.
 SECTIONS = [
-    ("Data and conventions", ["00_*", "00a_*", "00b_*"]),
-    ("Stage 1: slice classifier", ["00c_*", "01_*", "01[a-z]_*"]),
-    ("Stage 2: explainability teacher", ["02_*", "02[a-z]_*", "03_*", "03[a-z]_*", "04_*", "04[a-z]_*"]),
-    ("Stage 3: segmentation student", ["05_*", "05[a-z]_*"]),
-    ("Evaluation", ["06_*", "06[a-z]_*"]),
-    ("Fine-tuning", ["07_*", "07[a-z]_*"]),
-    ("Reproduction", ["08_*", "09_*", "99_*", "docs/*", "results/*"]),
+    ("Data: DICOM, labels, the cache", ["00_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*"]),
+    ("Stage 1: slice classifier", ["05_*", "06_*"]),
+    ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "10_*"]),
+    ("Stage 3: the segmentation student", ["11_*", "12_*"]),
+    ("Results: the paper's tables and figures", ["20_*", "21_*", "22_*", "23_*", "24_*", "28_*", "results/*"]),
+    ("Benchmarks", ["25_*", "26_*", "27_*"]),
+    ("Command line and guides", ["99_*", "docs/*"]),
 ]
 
 DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
