@@ -14,19 +14,20 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .core import (Profile, StudentCfg, UsageError, atomic_path, file_hash, get_logger, hu_window, load_volume,
+from .core import (Profile, StudentCfg, UsageError, atomic_path, file_hash, get_logger, load_volume,
                           pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
+from .core import hu_window as _hu_window
 from .dicom import read_series
 from .data import list_studies, load_study
 from .explain import cpu_supports_bf16
-from .filter import filter_mask
+from .filter import filter_clusters, filter_params
 from .engine import TrainConfig, barrier, latest_checkpoint, setup_distributed, train_loop
 
 # %% auto #0
-__all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'preprocess_label', 'read_study',
-           'read_label', 'PatchSampler', 'augment', 'mixup', 'segmentation_loss', 'load_training_set', 'load_student',
-           'train_student', 'predict_probabilities', 'postprocess', 'segment_volume', 'segment_dicom',
-           'segment_studies']
+__all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window', 'preprocess_label',
+           'read_study', 'read_label', 'PatchSampler', 'augment', 'mixup', 'segmentation_loss', 'load_training_set',
+           'load_student', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
+           'segment_volume', 'segment_dicom', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -68,14 +69,17 @@ def _resize_zyx(vol: torch.Tensor, hw: tuple, mode: str = "trilinear") -> torch.
     return F.interpolate(vol[None, None], size=(vol.shape[0], *hw), mode=mode, **kw)[0, 0]
 
 def preprocess_image(image_hu: np.ndarray, # HU vol[z, y, x] (the cache's int16 image)
-                     profile: Profile,     # data.image_size, data.window_center/width
+                     image_size: int,      # in-plane size fed to the network (profile.data.image_size); a smaller study is kept
+                     hu_window: tuple = (100.0, 400.0), # (centre, width) of the HU window (the paper's)
                     ) -> torch.Tensor:
-    "Windowed [0, 1] float32 tensor (H, W, D), in-plane size `profile.data.image_size` (never larger than the cache)."
-    d = profile.data
-    v = torch.from_numpy(hu_window(image_hu.astype(np.float32), d.window_center, d.window_width))
-    s = d.image_size
-    if image_hu.shape[1] > s or image_hu.shape[2] > s: v = _resize_zyx(v, (s, s))
+    "Windowed [0, 1] float32 tensor (H, W, D), in-plane size `image_size` (never larger than the cache)."
+    v = torch.from_numpy(_hu_window(image_hu.astype(np.float32), *hu_window))
+    if image_hu.shape[1] > image_size or image_hu.shape[2] > image_size: v = _resize_zyx(v, (image_size, image_size))
     return to_hwd(v).contiguous()
+
+def profile_hu_window(profile: Profile) -> tuple[float, float]:
+    "The profile's HU window as (centre, width)."
+    return (profile.data.window_center, profile.data.window_width)
 
 def preprocess_label(label_zyx: np.ndarray, # binary mask vol[z, y, x] on the study grid
                      hw: tuple,             # in-plane (H, W) of the preprocessed image
@@ -199,7 +203,7 @@ def load_training_set(cache, labels_dir, profile: Profile, studies: list[str]) -
     ims, lbs, n_missing = [], [], 0
     for s in studies:
         img, _ = read_study(cache, s)
-        im = preprocess_image(img, profile)
+        im = preprocess_image(img, profile.data.image_size, profile_hu_window(profile))
         if not (Path(labels_dir) / f"{s}.nii.gz").exists(): n_missing += 1
         lbs.append(preprocess_label(read_label(labels_dir, s, img.shape), tuple(im.shape[:2])))
         ims.append(im)
@@ -275,37 +279,48 @@ def train_student(cache,            # prepare cache (images)
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           image_hu: np.ndarray,   # HU vol[z, y, x]
-                          profile: Profile,       # student.patch_size, sw_step, sw_sigma, sw_batch_size
+                          roi_size: tuple,        # sliding-window patch (H, W, D): the training patch (student.patch_size)
+                          sw_step: tuple,         # sliding-window step (H, W, D) (student.sw_step)
+                          image_size: int,        # in-plane size fed to the network (data.image_size)
+                          hu_window: tuple = (100.0, 400.0), # (centre, width) of the HU window
+                          sw_batch_size: int = 4, # patches per forward pass
+                          sigma_scale: float = 0.25, # Gaussian importance weighting of each patch (MONAI `sigma_scale`)
                           device: str | None = None,
-                          precision: str | None = None, # None: reduced precision when `student.amp`; "float32" forces full
+                          amp: bool = True,       # reduced precision (float16 on CUDA, bfloat16 on CPUs that run it natively)
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
-    cfg = profile.student; dev = pick_device(device)
-    x = preprocess_image(image_hu, profile)[None, None].to(dev)
-    roi = tuple(int(v) for v in cfg.patch_size)
-    overlap = [max(0.0, 1.0 - s / r) for s, r in zip(cfg.sw_step, roi)]
+    dev = pick_device(device)
+    x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
+    roi = tuple(int(v) for v in roi_size)
+    overlap = [max(0.0, 1.0 - s / r) for s, r in zip(sw_step, roi)]
     cuda = dev.startswith("cuda")
-    amp = bool(cfg.amp if precision is None else precision != "float32") and (cuda or cpu_supports_bf16())
+    amp = bool(amp) and (cuda or cpu_supports_bf16())
     net = model
     if amp and not cuda:   # bfloat16 on CPU: channels-last-3d is what makes oneDNN's bf16 kernels pay
         net = model.to(memory_format=torch.channels_last_3d); x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.float16 if cuda else torch.bfloat16, enabled=amp):
-        logits = sliding_window_inference(x, roi, cfg.sw_batch_size, net, overlap=overlap, mode="gaussian",
-                                          sigma_scale=cfg.sw_sigma, padding_mode="constant", cval=0.0)
+        logits = sliding_window_inference(x, roi, sw_batch_size, net, overlap=overlap, mode="gaussian",
+                                          sigma_scale=sigma_scale, padding_mode="constant", cval=0.0)
     p = torch.sigmoid(logits.float())[0, 0]                 # (H, W, D)
     p = p.permute(2, 0, 1)                                  # (Z, H, W)
     p = _resize_zyx(p, image_hu.shape[1:]).clamp(0, 1)
     return p.cpu().numpy().astype(np.float32)
 
+def student_inference_args(profile: Profile) -> dict:
+    "The keyword arguments of `predict_probabilities` that a profile sets: the one place a profile meets inference."
+    c = profile.student
+    return dict(roi_size=tuple(c.patch_size), sw_step=tuple(c.sw_step), image_size=profile.data.image_size,
+                hu_window=profile_hu_window(profile), sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp)
+
 def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
-                profile: Profile,   # student.threshold; teacher filter settings when `filters`
-                filters: bool = False, # apply the stage-2 size and distance filters (labelup.filter)
+                threshold: float = 0.5, # voxels >= threshold are PE (student.threshold)
+                filter_sizes: tuple | None = None, # (min_voxels, max_distance_px) of the stage-2 filters (labelup.filter); None: no filter
                ) -> tuple[np.ndarray, int]:
-    "Threshold, 26-connected components, optional stage-2 filters: (uint8 mask, number of components kept)."
-    mask = (prob >= profile.student.threshold).astype(np.uint8)
-    if filters:
-        mask = np.asarray(filter_mask(mask, profile)).astype(np.uint8)
+    "Threshold, optional stage-2 size/distance filters, 26-connected components: (uint8 mask, number of components kept)."
+    mask = (prob >= threshold).astype(np.uint8)
+    if filter_sizes is not None:
+        mask = np.asarray(filter_clusters(mask, *filter_sizes)[0]).astype(np.uint8)
     _, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     return mask, int(n)
 
@@ -315,8 +330,8 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
                    record: dict | None = None) -> dict:
     "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record."
     t0 = time.perf_counter()
-    prob = predict_probabilities(model, image_hu, profile, device)
-    mask, n = postprocess(prob, profile, filters=filters)
+    prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
+    mask, n = postprocess(prob, profile.student.threshold, filter_params(profile, np.shape(image_hu)[1:]) if filters else None)
     secs = time.perf_counter() - t0
     out = Path(out)
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)

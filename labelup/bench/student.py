@@ -9,7 +9,7 @@ import torch
 
 from ..core import Profile, get_profile, pick_device
 from ..data import list_studies
-from ..student import build_student, load_student, read_study, predict_probabilities, postprocess
+from ..student import build_student, load_student, read_study, predict_probabilities, postprocess, student_inference_args
 
 # %% auto #0
 __all__ = ['bench_student']
@@ -72,7 +72,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     times = []
     for _ in range(max(1, repeats)):
         sync(); t0 = time.perf_counter()
-        postprocess(predict_probabilities(smodel, img, prof, dev), prof)
+        postprocess(predict_probabilities(smodel, img, **student_inference_args(prof), device=dev), prof.student.threshold)
         sync(); times.append(time.perf_counter() - t0)
     student_s = statistics.median(times)
     return dict(student_over_teacher_speed=teacher_s / student_s, student_s=round(student_s, 4),
