@@ -7,7 +7,7 @@ and torch or MONAI load only for the command that needs them."""
 
 # %% ../nbs/99_cli.ipynb #d9cc79be
 from __future__ import annotations
-import argparse, json, math, sys
+import argparse, contextlib, json, math, os, sys
 from pathlib import Path
 
 from .core import UsageError, add_profile_args, profile_from_args, checkpoint_profile, write_json_atomic
@@ -59,6 +59,20 @@ def _dispatch(table, argv, prog, prefix) -> int:
     try: return int(fn(rest) or 0)
     except UsageError as e:
         print(f"{prog} {cmd}: error: {e}", file=sys.stderr); return 2
+
+@contextlib.contextmanager
+def _progress(desc: str, quiet: bool = False):
+    "A tqdm bar driven by a library function's `on_study(record, done, total)` callback (none when quiet)."
+    state = {}
+    def update(rec, done, total):
+        if quiet: return
+        if "bar" not in state:
+            from tqdm.auto import tqdm
+            state["bar"] = tqdm(total=total, desc=desc, unit="study")
+        state["bar"].n = done; state["bar"].refresh()
+    try: yield update
+    finally:
+        if "bar" in state: state["bar"].close()
 
 def cli_bench(argv: list[str]) -> int:
     "`labelup bench <name> ...`"
@@ -227,11 +241,13 @@ def cli_pseudo_label(argv: list[str]) -> int:
     add_profile_args(ap, default=None)  # default: the profile the checkpoint was trained with
     ap.add_argument("--studies", nargs="*", help="only these StudyInstanceUIDs (default: all)")
     ap.add_argument("--heatmaps", action="store_true", help="also write OUT/heatmaps/<Study>.nii.gz")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--reference-teacher", action="store_true", help="use the plain captum reference (slow)")
     a = ap.parse_args(argv)
     p = profile_from_args(a, checkpoint_profile(a.checkpoint, "classifier"))
-    recs = pseudo_label(a.cache, a.checkpoint, a.out, p, studies=a.studies or None, device=a.device,
-                        heatmaps=a.heatmaps, fast=not a.reference_teacher)
+    with _progress(f"pseudo-label [{os.environ.get('RANK', '0')}]", a.quiet) as bar:
+        recs = pseudo_label(a.cache, a.checkpoint, a.out, p, studies=a.studies or None, device=a.device,
+                            heatmaps=a.heatmaps, fast=not a.reference_teacher, on_study=bar)
     n_it = [r["iterations"] for r in recs]
     print(f"{len(recs)} studies in {a.out}; iterations per study: median {np.median(n_it) if n_it else 0:.0f}, "
           f"max {max(n_it, default=0)}")
@@ -316,21 +332,23 @@ def cli_segment(argv: list[str]) -> int:
     add_profile_args(ap, default=None)  # default: the checkpoint's profile; e.g. --set student.threshold=0.4
     ap.add_argument("--name", default=None, help="with --dicom: output name (default: the StudyInstanceUID)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--force", action="store_true", help="redo predictions in OUT that another checkpoint wrote")
     a = ap.parse_args(argv)
     prof = profile_from_args(a, checkpoint_profile(a.checkpoint, "student"))
     if a.dicom:
         r = segment_dicom(a.dicom, a.checkpoint, a.out, prof, a.device, a.probabilities, a.filters, a.name)
         print(f"{r['study']}: {r['components']} component(s), {r['voxels']} voxels, {r['seconds']:.2f} s -> {a.out}")
         return 0
-    recs = segment_studies(a.cache, a.checkpoint, a.out, prof, a.studies, a.device, a.probabilities, a.filters,
-                           progress=not a.quiet)
+    with _progress("segment", a.quiet) as bar:
+        recs = segment_studies(a.cache, a.checkpoint, a.out, prof, a.studies, a.device, a.probabilities, a.filters,
+                               on_study=bar, force=a.force)
     print(f"{len(recs)} studies -> {a.out}; mean {np.mean([r['seconds'] for r in recs]):.2f} s per study")
     return 0
 
 # %% ../nbs/99_cli.ipynb #b125b810
 def cli_finetune(argv: list[str]) -> int:
     "`labelup finetune --cache DIR --checkpoint model.pt --out DIR [...]`"
-    from labelup.finetune import annotated_studies
+    from labelup.finetune import evaluation_pool
     from labelup.paper.finetune import finetune_experiment, table6, verdict, write_table6
     ap = argparse.ArgumentParser(prog="labelup finetune",
         description="Fine-tune a stage-3 student on a few human-annotated studies, train the same network from scratch "
@@ -353,16 +371,7 @@ def cli_finetune(argv: list[str]) -> int:
     if a.fraction is not None: a.overrides.append(f"finetune.fraction={a.fraction}")
     p = profile_from_args(a)
     if "masks" in (a.annotations, a.truth) and not a.masks: ap.error("--annotations/--truth masks need --masks DIR")
-    annot = set(annotated_studies(a.cache, a.annotations, a.masks)) & set(annotated_studies(a.cache, a.truth, a.masks))
-    if a.studies is None:
-        import pandas as pd
-        from labelup.data import split_studies
-        idx = pd.read_csv(Path(a.cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
-        pool = [s for s in split_studies(a.cache, p)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
-    else:
-        pool = list(a.studies)
-        missing = [s for s in pool if s not in annot]
-        if missing: ap.error(f"{len(missing)} studies have no {a.annotations}/{a.truth} annotation: {missing[:5]}")
+    pool = evaluation_pool(a.cache, p, a.annotations, a.truth, a.masks, a.studies)
     device = None if a.device == "auto" else a.device
     try: exp = finetune_experiment(a.cache, a.checkpoint, a.out, p, pool, a.annotations, a.truth, a.masks, a.wsl_pred, device, a.progress)
     except ValueError as e: raise UsageError(str(e)) from None

@@ -384,11 +384,9 @@ def hu_window(hu: np.ndarray, center: float = 100.0, width: float = 400.0):
 
 def seed_everything(seed: int):
     "Seed Python, numpy and torch (CPU and CUDA)."
+    import torch
     random.seed(seed); np.random.seed(seed % 2**32)
-    try:
-        import torch
-        torch.manual_seed(seed)
-    except ImportError: pass
+    torch.manual_seed(seed)
 
 def pick_device(device: str | None = None) -> str:
     "`device` if given, else 'cuda' when available, else 'cpu'."

@@ -9,11 +9,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from .core import (Profile, profile_from_dict, load_volume, save_volume)
+from .core import (Profile, UsageError, profile_from_dict, load_volume, save_volume)
+from .data import split_studies
 
 # %% auto #0
-__all__ = ['finetune_split', 'annotated_studies', 'annotation_labels', 'train_profile', 'finetune', 'train_from_scratch']
+__all__ = ['finetune_split', 'annotated_studies', 'evaluation_pool', 'annotation_labels', 'train_profile', 'finetune',
+           'train_from_scratch']
 
 # %% ../nbs/12_finetune.ipynb #e0630b32
 def finetune_split(pool: list[str], # annotated studies that are not used by any earlier stage (evaluation pool)
@@ -36,7 +39,6 @@ def annotated_studies(cache,            # prepare cache (index.csv, <Study>/boxe
     "Studies with a non-empty human reference of the given kind (sorted)."
     cache = Path(cache)
     if source == "boxes":
-        import pandas as pd
         idx = pd.read_csv(cache / "index.csv", dtype={"StudyInstanceUID": str})
         has = idx["has_boxes"].astype(bool) if "has_boxes" in idx.columns else True
         return sorted(s for s in idx.StudyInstanceUID[has] if (cache / s / "boxes.nii.gz").exists())
@@ -48,6 +50,22 @@ def annotated_studies(cache,            # prepare cache (index.csv, <Study>/boxe
             if np.any(load_volume(f)[0]): out.append(f.name[: -len(".nii.gz")])
         return out
     raise ValueError(f"unknown annotation source {source!r} (boxes or masks)")
+
+def evaluation_pool(cache,           # prepare cache
+                    profile: Profile,  # the study split (data.test_fraction, val_fraction, split_seed)
+                    annotations: str = "boxes", # what the fine-tuning studies provide ("boxes" or "masks")
+                    truth: str = "boxes",       # the evaluation reference ("boxes" or "masks")
+                    masks_dir=None,    # true masks folder when either is "masks"
+                    studies: list[str] | None = None, # an explicit pool; default: positive held-out test studies
+                   ) -> list[str]:
+    "The annotated studies that fine-tuning splits: held-out positive test studies with both references (or `studies`, checked)."
+    annot = set(annotated_studies(cache, annotations, masks_dir)) & set(annotated_studies(cache, truth, masks_dir))
+    if studies is not None:
+        missing = [s for s in studies if s not in annot]
+        if missing: raise UsageError(f"{len(missing)} studies have no {annotations}/{truth} annotation: {missing[:5]}")
+        return list(studies)
+    idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
+    return [s for s in split_studies(cache, profile)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
 
 def annotation_labels(cache,            # prepare cache
                       studies: list[str], # fine-tuning studies

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..core import Profile, get_profile, pick_device
-from ..data import list_studies
+from ..data import list_studies, prepare
+from ..phantom import make_phantom_dataset
 from ..student import build_student, load_student, read_study, predict_probabilities, postprocess, student_inference_args
 
 # %% auto #0
@@ -17,14 +18,8 @@ __all__ = ['bench_student']
 # %% ../../nbs/27_bench_student.ipynb #80f9e675
 def _bench_data(work: Path, profile: Profile) -> tuple[Path, str]:
     "A prepared one-study (PE-positive) dataset at the profile's phantom shape."
-    from labelup.data import prepare
     root = work / "data"
-    try:
-        from labelup.phantom import make_phantom_dataset
-        make_phantom_dataset(root, 1, seed=profile.data.seed, shape=tuple(profile.data.phantom_shape), positive_fraction=1.0)
-    except ImportError:
-        from labelup._fixtures import toy_dataset
-        toy_dataset(root, n_studies=1, shape=tuple(profile.data.phantom_shape), seed=profile.data.seed, positive_fraction=1.0)
+    make_phantom_dataset(root, 1, seed=profile.data.seed, shape=tuple(profile.data.phantom_shape), positive_fraction=1.0)
     prepare(root, work / "cache", progress=False)
     return work / "cache", list_studies(work / "cache")[0]
 

@@ -144,7 +144,7 @@ def fig5(df: pd.DataFrame, # evaluate_by_iteration frame (one reference setting)
     ax.set_title(title or "Fig. 5: PE-level scores by iteration"); ax.legend(fontsize=6, ncol=2)
     fig.tight_layout(); p = Path(results) / "fig5_by_iteration.png"; Path(results).mkdir(parents=True, exist_ok=True)
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
-    plt.show(); plt.close(fig); return p
+    plt.close(fig); return p
 
 def fig6(iterations: list, # iterations used per study (max over its windows)
          results, max_iterations: int = 10) -> Path:
@@ -156,7 +156,7 @@ def fig6(iterations: list, # iterations used per study (max over its windows)
     ax.set_title("Fig. 6: iterations needed (paper: 15% need none, a peak at the limit of 10)", fontsize=8)
     fig.tight_layout(); p = Path(results) / "fig6_iterations.png"
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
-    plt.show(); plt.close(fig); return p
+    plt.close(fig); return p
 
 def find_fig3_case(pseudo_dir, truth_dir, studies: list,
                    profile: Profile | None = None, # filter the labels as Table II does (None: unfiltered)
@@ -197,7 +197,7 @@ def fig3(cache, pseudo_dir, truth_dir, studies: list, results, profile: Profile)
     fig.suptitle(f"Fig. 3: a PE found only after masking (study {case['study']}, slice {z})", fontsize=9)
     fig.tight_layout(); p = Path(results) / "fig3_iterative.png"
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
-    plt.show(); plt.close(fig); return p
+    plt.close(fig); return p
 
 def stage2_claims(by_iter: dict, iterations: list) -> list[dict]:
     "The paper's stage-2 claims with whether they hold in this run."
