@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (Profile, read_checkpoint, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
-from .data import slab_indices
+from .core import (Profile, read_checkpoint, DATA_OUTCOME, claim_output, outcome_settings, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
+from .data import slab_indices, split_studies
 from .engine import (TrainConfig, train_loop, setup_distributed, barrier,
                             save_checkpoint, DistInfo)
 
 # %% auto #0
 __all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'Augment', 'focal_loss', 'SliceBank',
-           'class_balance', 'fit_classifier', 'save_classifier', 'load_classifier', 'train_classifier', 'score_volume',
-           'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
+           'class_balance', 'fit_classifier', 'save_classifier', 'load_classifier', 'classifier_settings',
+           'train_classifier', 'score_volume', 'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
 def preprocess_volume(image_hu_zyx,           # HU volume vol[z, y, x] (numpy or torch)
@@ -229,6 +229,11 @@ def load_classifier(path,                 # model.pt written by `train_classifie
     return model.to(pick_device(device)).eval(), prof
 
 # %% ../nbs/06_classifier.ipynb #d236c5c6
+def classifier_settings(profile: Profile, studies: list) -> dict:
+    "What determines a trained classifier: its section, the preprocessing, the seed and the training studies."
+    return dict(classifier=outcome_settings(profile.classifier), data={k: getattr(profile.data, k) for k in DATA_OUTCOME},
+                studies=sorted(map(str, studies)))
+
 def train_classifier(cache,                  # `prepare` cache folder
                      out,                    # output folder: model.pt, ckpt/, log.csv
                      profile: Profile | str, # profile (or its name)
@@ -236,14 +241,13 @@ def train_classifier(cache,                  # `prepare` cache folder
                      device: str | None = None,   # "cpu", "cuda", None/"auto"
                      resume: bool = True,    # resume from out/ckpt; return out/model.pt at once if it exists
                      progress: bool = True,  # tqdm bar on rank 0
+                     force: bool = False,    # OUT holds a classifier of other settings: retrain instead of refusing
                     ) -> Path:
     "Stage 1: train the slice classifier on a prepared cache; writes and returns out/model.pt."
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    out = Path(out); final = out / "model.pt"
+    if studies is None: studies = split_studies(cache, profile)["train"]
+    out = claim_output(out, classifier_settings(profile, studies), force, "classifier"); final = out / "model.pt"
     if resume and final.exists(): return final
-    if studies is None:
-        from labelup.data import split_studies
-        studies = split_studies(cache, profile)["train"]
     info = setup_distributed(device)
     t0 = time.time()
     bank = SliceBank.from_cache(cache, list(studies), profile)

@@ -166,9 +166,11 @@ def cli_evaluate(argv: list[str]) -> int:
     ap.add_argument("--include-negatives", action="store_true",
                     help="cache truth only: also score negative exams (empty reference, detections count as FP)")
     ap.add_argument("--per-study", action="store_true", help="also print the per-study table")
+    ap.add_argument("--threshold", type=float, default=None, metavar="T",
+                    help="predictions are probability maps: voxels >= T are PE (default: predictions must be binary masks)")
     a = ap.parse_args(argv)
     try:
-        res = evaluate_dirs(a.pred, a.truth, studies=a.studies, include_negatives=a.include_negatives)
+        res = evaluate_dirs(a.pred, a.truth, studies=a.studies, include_negatives=a.include_negatives, threshold=a.threshold)
     except (ValueError, KeyError, FileNotFoundError) as e: raise UsageError(str(e)) from None
     print(format_results(res))
     if a.per_study: print(res["per_study"].to_string(index=False))
@@ -185,6 +187,7 @@ def cli_train_classifier(argv: list[str]) -> int:
                                  "classifier (paper III.A) on a `labelup prepare` cache. Works under torchrun (DDP).")
     ap.add_argument("--cache", required=True, help="prepare cache folder")
     ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv, metrics)")
+    ap.add_argument("--force", action="store_true", help="OUT holds a model trained with other settings: retrain (default: refuse)")
     add_profile_args(ap)
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: the train split)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
@@ -195,7 +198,8 @@ def cli_train_classifier(argv: list[str]) -> int:
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     prof = profile_from_args(a)
-    ckpt = train_classifier(a.cache, a.out, prof, studies=a.studies, device=a.device, resume=a.resume, progress=not a.quiet)
+    ckpt = train_classifier(a.cache, a.out, prof, studies=a.studies, device=a.device, resume=a.resume, progress=not a.quiet,
+                            force=a.force)
     info = setup_distributed(a.device)
     if info.is_main:
         print(f"model: {ckpt}")
@@ -301,6 +305,7 @@ def cli_train_student(argv: list[str]) -> int:
     ap.add_argument("--cache", required=True, help="prepare cache folder (images)")
     ap.add_argument("--labels", required=True, help="folder of <Study>.nii.gz masks (e.g. RUN/teacher); a missing file = empty mask")
     ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv)")
+    ap.add_argument("--force", action="store_true", help="OUT holds a model trained with other settings: retrain (default: refuse)")
     add_profile_args(ap)
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: train + val split)")
     ap.add_argument("--init", default=None, help="start from this student checkpoint (fine-tuning)")
@@ -310,7 +315,7 @@ def cli_train_student(argv: list[str]) -> int:
     prof = profile_from_args(a)
     sp = split_studies(a.cache, prof); studies = a.studies or list(sp["train"]) + list(sp["val"])
     ck = train_student(a.cache, a.labels, a.out, prof, studies, init=a.init, device=a.device, resume=a.resume,
-                         progress=not a.quiet)
+                         progress=not a.quiet, force=a.force)
     if setup_distributed(a.device).is_main: print(f"model: {ck}")
     cleanup_distributed()
     return 0

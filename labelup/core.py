@@ -6,18 +6,19 @@ seeding and device choice."""
 
 # %% ../nbs/00_core.ipynb #dbfd0164
 from __future__ import annotations
-import contextlib, hashlib, json, logging, os, random, tempfile
+import contextlib, hashlib, json, logging, os, random, re, shutil, socket, tempfile, time
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['SLICE_AXIS', 'PROFILES', 'CHECKPOINT_KINDS', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg',
-           'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_from_dict', 'add_profile_args',
-           'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'atomic_path', 'write_text_atomic',
-           'write_json_atomic', 'save_volume', 'load_volume', 'hu_window', 'seed_everything', 'pick_device',
-           'file_hash', 'get_logger', 'UsageError', 'checkpoint_kind', 'read_checkpoint', 'checkpoint_profile']
+__all__ = ['SLICE_AXIS', 'PROFILES', 'CHECKPOINT_KINDS', 'DATA_OUTCOME', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg',
+           'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_from_dict',
+           'add_profile_args', 'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'atomic_path',
+           'sweep_temporaries', 'write_text_atomic', 'write_json_atomic', 'save_volume', 'load_volume', 'hu_window',
+           'seed_everything', 'pick_device', 'file_hash', 'get_logger', 'UsageError', 'checkpoint_kind',
+           'read_checkpoint', 'claim_output', 'checkpoint_profile']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
@@ -59,16 +60,16 @@ class ClassifierCfg:
     cutout_size: int = 40            # paper px (at 512), scaled with image_size
     cutout_max_size: int = 200       # paper px
     balanced: bool = True            # balanced positive/negative slice sampling
-    ckpt_every: int = 50
-    eval_every: int = 0              # 0: only at the end
+    ckpt_every: int = field(default=50, metadata={"runtime": True})
+    eval_every: int = field(default=0, metadata={"runtime": True})  # 0: only at the end
     amp: bool = True                 # used only on CUDA
-    num_workers: int = 0
+    num_workers: int = field(default=0, metadata={"runtime": True})
     flip_prob: float = 0.5           # left-right flip and slice-order flip, each
     affine_prob: float = 0.5         # small random affine (rotation, zoom, shift)
     rotate_deg: float = 10.0
     zoom: float = 0.1                # scale in [1 - zoom, 1 + zoom]
     shift: float = 0.05              # translation, fraction of the image
-    eval_batch_size: int = 32        # windows per forward pass when scoring
+    eval_batch_size: int = field(default=32, metadata={"runtime": True})  # slabs per forward pass when scoring
 
 @dataclass
 class TeacherCfg:
@@ -114,11 +115,11 @@ class StudentCfg:
     aug_prob: float = 0.5            # per-sample probability of the random in-plane affine
     aug_rotate: float = 15.0         # max in-plane rotation (degrees)
     aug_scale: float = 0.1           # max relative in-plane zoom
-    sw_batch_size: int = 4           # sliding-window patches per forward pass
+    sw_batch_size: int = field(default=4, metadata={"runtime": True})  # sliding-window patches per forward pass
     bce_weight: float = 0.0          # weight of an added BCE term (0: Generalized Dice only, as the paper)
     positive_fraction: float = 0.5   # balanced patch sampling
     threshold: float = 0.5
-    ckpt_every: int = 20
+    ckpt_every: int = field(default=20, metadata={"runtime": True})
     amp: bool = True
 
 @dataclass
@@ -328,20 +329,51 @@ class RunLayout:
     def results(self) -> Path: return self.root / "results"    # paper tables and figures
 
 # %% ../nbs/00_core.ipynb #ad150394
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None):
-    "Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. The temporary is
+    named `.<name>.<host>-<pid>.<random>.tmp<suffix>` (so `sweep_temporaries` can tell a dead writer's debris) and the
+    result gets the user's umask (0644 for most), not `mkstemp`'s 0600, so a lab's shared run folder stays readable."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        if tmp.exists(): os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists(): tmp.unlink()
+
+_TMP = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+\.tmp")
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0); return True
+    except ProcessLookupError: return False
+    except PermissionError: return True
+
+def sweep_temporaries(folder, # a stage's output folder
+                      recursive: bool = True, # also its subfolders
+                      max_age_s: float = 86400.0, # temporaries of another host are removed once this old
+                     ) -> list[Path]:
+    "Remove what killed writers left: temporaries of `atomic_path` whose process is gone (this host) or that are stale (others)."
+    folder = Path(folder)
+    if not folder.is_dir(): return []
+    gone, now = [], time.time()
+    for f in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
+        m = _TMP.match(f.name)
+        if not m or not f.is_file(): continue
+        dead = (not _alive(int(m["pid"]))) if m["host"] == _HOST else (now - f.stat().st_mtime > max_age_s)
+        if dead:
+            f.unlink(missing_ok=True); gone.append(f)
+    return gone
 
 def write_text_atomic(path, text: str):
     "Write a text file atomically."
@@ -440,6 +472,43 @@ def read_checkpoint(path, # a checkpoint file written by labelup
         raise UsageError(f"{path}: {'a ' + got if got != 'unknown' else 'not a labelup'} checkpoint, "
                          f"expected a {' or '.join(want)} checkpoint")
     return ck
+
+DATA_OUTCOME = ("image_size", "window_center", "window_width", "context", "test_fraction", "val_fraction", "split_seed", "seed")
+
+def _flat(d: dict, pre: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict): out.update(_flat(v, f"{pre}{k}."))
+        else: out[f"{pre}{k}"] = v
+    return out
+
+def claim_output(out, # a stage's output folder
+                 settings: dict, # what determines its result (JSON-able); written to OUT/settings.json
+                 force: bool = False, # settings differ: empty the folder and start over instead of refusing
+                 what: str = "result", # what the folder holds, for the message
+                ) -> Path:
+    """Make `out` a folder for a result with these `settings`. A folder holding a result made with other settings
+    raises `UsageError` naming the first differences (`force=True` empties it instead); a rerun with the same
+    settings resumes or reuses. Call it before any work; only rank 0 writes."""
+    out = Path(out); f = out / "settings.json"
+    if out.exists() and not out.is_dir(): raise UsageError(f"{out}: exists and is not a folder")
+    cur = json.loads(json.dumps(settings, default=str))
+    if f.is_file():
+        old = json.loads(f.read_text())
+        if old != cur:
+            a, b = _flat(old), _flat(cur)
+            diff = [f"{k}: {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            if not force:
+                raise UsageError(f"{out}: holds a {what} made with other settings ({'; '.join(diff[:4])}"
+                                 f"{'; ...' if len(diff) > 4 else ''}); pass --force to redo it, or choose another --out")
+            for p in out.iterdir():
+                if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+                else: p.unlink(missing_ok=True)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK): raise UsageError(f"{out}: the output folder is not writable")
+    if int(os.environ.get("RANK", 0)) == 0 and not (f.is_file() and json.loads(f.read_text()) == cur): write_json_atomic(f, cur)
+    return out
 
 def checkpoint_profile(path, # a classifier or student checkpoint
                        kind: str | None = None, # the kind expected

@@ -7,7 +7,7 @@ sampler and a loss."""
 
 # %% ../nbs/05_engine.ipynb #2ffdb4bf
 from __future__ import annotations
-import csv, math, os, random, re, time
+import csv, math, os, random, re, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable
@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import atomic_path, pick_device
+from .core import atomic_path, pick_device, sweep_temporaries
 
 # %% auto #0
 __all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng',
@@ -131,8 +131,12 @@ _CKPT = re.compile(r"^step_(\d+)\.pt$")
 def save_checkpoint(path, # file to write (atomically)
                     state: dict, # plain dict of tensors/numbers/strings/lists/dicts
                    ) -> Path:
-    "`torch.save` a plain dict atomically."
-    with atomic_path(path) as t: torch.save(state, t)
+    "`torch.save` a plain dict atomically; a failed write (a full disk) raises `OSError` naming the file, nothing is left."
+    try:
+        with atomic_path(path) as t: torch.save(state, t)
+    except (RuntimeError, OSError) as e:   # torch reports a full disk as "basic_ios::clear: iostream error"
+        free = shutil.disk_usage(Path(path).parent).free / 2**20 if Path(path).parent.exists() else float("nan")
+        raise OSError(f"{path}: could not write the checkpoint ({e}); {free:.0f} MiB free on that disk") from e
     return Path(path)
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -236,7 +240,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     info = info or setup_distributed(device)
     dev = torch.device(info.device)
     out_dir = Path(out_dir); ckpt_dir = out_dir / "ckpt"; log_path = out_dir / "log.csv"
-    if info.is_main: out_dir.mkdir(parents=True, exist_ok=True)
+    if info.is_main: out_dir.mkdir(parents=True, exist_ok=True); sweep_temporaries(out_dir)
     log = CSVLog(log_path)
     model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)

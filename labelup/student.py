@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .core import (Profile, StudentCfg, UsageError, atomic_path, file_hash, get_logger, load_volume,
+from .core import (Profile, StudentCfg, UsageError, atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, outcome_settings, file_hash, get_logger, load_volume,
                           pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
 from .core import hu_window as _hu_window
 from .dicom import read_series
@@ -26,8 +26,8 @@ from .engine import TrainConfig, barrier, latest_checkpoint, setup_distributed, 
 # %% auto #0
 __all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window', 'preprocess_label',
            'read_study', 'read_label', 'PatchSampler', 'augment', 'mixup', 'segmentation_loss', 'load_training_set',
-           'load_student', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
-           'segment_volume', 'segment_dicom', 'segment_studies']
+           'load_student', 'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args',
+           'postprocess', 'segment_volume', 'segment_dicom', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -227,6 +227,13 @@ def load_student(path,             # a `model.pt` written by `train_student` (or
     model.load_state_dict(ck["model"])
     return model.to(pick_device(device)).eval(), prof
 
+def student_settings(profile: Profile, studies: list, labels_dir, init=None, schedule=None) -> dict:
+    "What determines a trained student: its section, preprocessing, seed, training studies, their labels, the start and schedule."
+    labels = sorted((f.name, f.stat().st_size) for f in Path(labels_dir).glob("*.nii.gz")) if Path(labels_dir).is_dir() else []
+    return dict(student=outcome_settings(profile.student), data={k: getattr(profile.data, k) for k in DATA_OUTCOME},
+                studies=sorted(map(str, studies)), labels=labels, init=file_hash(init) if init else None,
+                schedule=list(schedule) if schedule else None)
+
 def train_student(cache,            # prepare cache (images)
                     labels_dir,       # folder of <Study>.nii.gz masks (pseudo-labels or any masks); missing = empty
                     out,              # output folder: model.pt, ckpt/, log.csv
@@ -238,9 +245,11 @@ def train_student(cache,            # prepare cache (images)
                     resume: bool = True,    # continue from out/ckpt when interrupted
                     progress: bool = False, # progress bars
                     stop_after: int | None = None, # stop after this many iterations (tests simulate a kill)
+                    force: bool = False,    # OUT holds a student of other settings: retrain instead of refusing
                    ) -> Path:
-    "Train the DynUNet student; returns `out/model.pt` (skips training when it already exists)."
-    out = Path(out); final = out / "model.pt"
+    "Train the DynUNet student; returns `out/model.pt` (skips training when it already exists with these settings)."
+    out = claim_output(out, student_settings(profile, studies, labels_dir, init, schedule), force, "student")
+    final = out / "model.pt"
     if final.exists(): return final
     cfg = profile.student
     if not studies: raise ValueError("train_student: no training studies")
@@ -371,7 +380,7 @@ def segment_studies(cache,            # prepare cache
     prof = profile or prof                              # inference settings: `profile` when given
     studies = list_studies(cache) if studies is None else list(studies)
     h = file_hash(checkpoint)
-    out = Path(out); recs = []
+    out = Path(out); recs = []; sweep_temporaries(out)
     for k, s in enumerate(studies):
         rec = json.loads((out / f"{s}.json").read_text()) if (out / f"{s}.json").exists() else None
         if rec is not None and rec.get("checkpoint") != h and not force:

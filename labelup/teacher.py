@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Profile, file_hash, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
+from .core import Profile, file_hash, sweep_temporaries, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
 from .data import list_studies, load_study
 from .classifier import load_classifier, preprocess_volume
 from .explain import Explainer
@@ -102,7 +102,7 @@ def pseudo_label(cache, # `prepare` cache folder
                 ) -> list[dict]:
     "Stage 2: write `OUT/<Study>.nii.gz` (+ iterations/, heatmaps/, `<Study>.json`) for this process's studies."
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True); sweep_temporaries(out)
     log = get_logger("labelup.teacher")
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     if device in (None, "auto") and torch.cuda.is_available() and world > 1:

@@ -115,6 +115,11 @@ def test_cli_smoke_profile(cache, tmp_path):
     mtime = (out / "model.pt").stat().st_mtime
     assert cli_train_classifier(["--cache", str(cache), "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     assert (out / "model.pt").stat().st_mtime == mtime
+    # other settings into the same folder: refused with one line, not the old model returned as if it were the new one
+    from labelup.cli import main
+    assert main(["train-classifier", "--cache", str(cache), "--out", str(out), "--quiet", "--device", "cpu",
+                 "--set", "classifier.iterations=61"]) == 2
+    assert (out / "model.pt").stat().st_mtime == mtime
     csv = tmp_path / "scores.csv"
     assert cli_score(["--cache", str(cache), "--checkpoint", str(out / "model.pt"), "--out", str(csv)]) == 0
     sc = pd.read_csv(csv)
