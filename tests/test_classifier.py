@@ -88,13 +88,12 @@ def test_train_resume_roundtrip(bank, tmp_path):
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    data = pytest.importorskip("labelup.data")
-    if not hasattr(data, "prepare") or not hasattr(data, "toy_dataset"):
-        pytest.skip("labelup.data.prepare not available yet")
+    from labelup._fixtures import toy_dataset
+    from labelup.data import prepare
     root = tmp_path_factory.mktemp("data")
-    data.toy_dataset(root, n_studies=8, shape=(24, 64, 64), seed=1, positive_fraction=0.5)
+    toy_dataset(root, n_studies=8, shape=(24, 64, 64), seed=1, positive_fraction=0.5)
     out = tmp_path_factory.mktemp("cache")
-    data.prepare(root, out, workers=1, progress=False)
+    prepare(root, out, workers=1, progress=False)
     return out
 
 

@@ -8,7 +8,7 @@ import pytest
 import labelup.data as D
 from labelup.core import load_volume
 
-phantom = pytest.importorskip("labelup.phantom")
+import labelup.phantom as phantom
 
 
 def test_phantom_prepare_round_trip(tmp_path):
