@@ -13,10 +13,10 @@ from pathlib import Path
 from .core import UsageError, add_profile_args, profile_from_args, checkpoint_profile, write_json_atomic
 
 # %% auto #0
-__all__ = ['COMMANDS', 'ALIASES', 'BENCHES', 'cli_bench', 'main', 'run', 'cli_prepare', 'cli_phantom', 'format_results',
-           'cli_evaluate', 'cli_train_classifier', 'cli_score', 'cli_pseudo_label', 'cli_bench_teacher',
-           'cli_train_student', 'cli_segment', 'cli_finetune', 'cli_bench_prepare', 'cli_bench_student',
-           'cli_reproduce']
+__all__ = ['COMMANDS', 'ALIASES', 'BENCHES', 'out_dir', 'out_file', 'cli_bench', 'main', 'run', 'cli_prepare', 'cli_phantom',
+           'format_results', 'cli_evaluate', 'cli_train_classifier', 'cli_score', 'cli_pseudo_label',
+           'cli_bench_teacher', 'cli_train_student', 'cli_segment', 'cli_finetune', 'cli_bench_prepare',
+           'cli_bench_student', 'cli_reproduce']
 
 # %% ../nbs/99_cli.ipynb #8c4caffe
 COMMANDS = {  # command -> one-line help; each is `cli_<command>` in this module
@@ -60,6 +60,27 @@ def _dispatch(table, argv, prog, prefix) -> int:
     except UsageError as e:
         print(f"{prog} {cmd}: error: {e}", file=sys.stderr); return 2
 
+def _writable(p: Path) -> bool:
+    "Whether `p` can be created or written: the nearest existing folder on its path is writable."
+    q = p
+    while not q.exists() and q != q.parent: q = q.parent
+    return q.is_dir() and os.access(q, os.W_OK | os.X_OK)
+
+def out_dir(value: str) -> str:
+    "An argparse type for output folders: checked before any work (not a file, and creatable or writable)."
+    p = Path(value)
+    if p.exists() and not p.is_dir(): raise argparse.ArgumentTypeError(f"{value}: exists and is not a folder")
+    if not _writable(p if p.exists() else p.parent): raise argparse.ArgumentTypeError(f"{value}: cannot write there (permission denied)")
+    return value
+
+def out_file(value: str) -> str:
+    "An argparse type for output files (JSON, CSV): checked before any work (not a folder, and writable)."
+    p = Path(value)
+    if p.is_dir(): raise argparse.ArgumentTypeError(f"{value}: is a folder, expected a file name")
+    if not (_writable(p.parent) and (not p.exists() or os.access(p, os.W_OK))):
+        raise argparse.ArgumentTypeError(f"{value}: cannot write there (permission denied)")
+    return value
+
 @contextlib.contextmanager
 def _progress(desc: str, quiet: bool = False):
     "A tqdm bar driven by a library function's `on_study(record, done, total)` callback (none when quiet)."
@@ -97,7 +118,7 @@ def cli_prepare(argv: list[str] | None = None) -> int:
                                  description="Convert an RSPECT-layout dataset (ROOT/train.csv, ROOT/train/<Study>/<Series>/<SOP>.dcm) "
                                              "into the NIfTI cache every stage reads. Resumable: finished studies are skipped.")
     ap.add_argument("root", help="dataset root holding train/ and train.csv (and optionally boxes.csv)")
-    ap.add_argument("--out", required=True, help="cache folder to write (CACHE/<Study>/image.nii.gz, slices.csv, boxes.nii.gz, meta.json, index.csv)")
+    ap.add_argument("--out", required=True, type=out_dir, help="cache folder to write (CACHE/<Study>/image.nii.gz, slices.csv, boxes.nii.gz, meta.json, index.csv)")
     ap.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     ap.add_argument("--boxes", default=None, help="boxes CSV (default ROOT/boxes.csv if present)")
     ap.add_argument("--box-columns", nargs="*", default=None, metavar="OURS=THEIRS",
@@ -125,7 +146,7 @@ def cli_phantom(argv: list[str]) -> int:
                                  description="Write a synthetic CTPA dataset in RSPECT layout: DICOM series, train.csv "
                                              "(slice and exam labels), boxes.csv (one box per PE per slice) and "
                                              "ground-truth masks (masks/<Study>.nii.gz on the grid `prepare` produces).")
-    ap.add_argument("out", help="output folder (created)")
+    ap.add_argument("out", type=out_dir, help="output folder (created)")
     ap.add_argument("--studies", type=int, default=8, help="number of studies (default 8)")
     ap.add_argument("--seed", type=int, default=0, help="random seed: same seed, same dataset (default 0)")
     ap.add_argument("--shape", type=int, nargs=3, default=(32, 96, 96), metavar=("Z", "Y", "X"),
@@ -161,7 +182,7 @@ def cli_evaluate(argv: list[str]) -> int:
                     "a detection hitting no PE is an FP), summed over studies; voxel Dice when the truth is true masks.")
     ap.add_argument("--pred", required=True, help="folder of <name>.nii.gz predicted masks")
     ap.add_argument("--truth", required=True, help="folder of <name>.nii.gz reference masks, or a prepare cache (boxes)")
-    ap.add_argument("--json", default=None, help="write the results (and the per-study table) to this JSON file")
+    ap.add_argument("--json", default=None, type=out_file, help="write the results (and the per-study table) to this JSON file")
     ap.add_argument("--studies", nargs="*", default=None, help="only these studies (default: every reference study)")
     ap.add_argument("--include-negatives", action="store_true",
                     help="cache truth only: also score negative exams (empty reference, detections count as FP)")
@@ -186,15 +207,15 @@ def cli_train_classifier(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="labelup train-classifier", description="Stage 1: train the 2.5D slice "
                                  "classifier (paper III.A) on a `labelup prepare` cache. Works under torchrun (DDP).")
     ap.add_argument("--cache", required=True, help="prepare cache folder")
-    ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv, metrics)")
+    ap.add_argument("--out", required=True, type=out_dir, help="output folder (model.pt, ckpt/, log.csv, metrics)")
     ap.add_argument("--force", action="store_true", help="OUT holds a model trained with other settings: retrain (default: refuse)")
-    add_profile_args(ap)
+    add_profile_args(ap, example="classifier.iterations=100")
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: the train split)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="resume from OUT/ckpt (default) or start over")
     ap.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
                     help="score the val/test split, write metrics.json, roc.png, table1.md (default: on)")
-    ap.add_argument("--results", default=None, help="folder for table1.md/.csv (default: OUT)")
+    ap.add_argument("--results", default=None, type=out_dir, help="folder for table1.md/.csv (default: OUT)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     prof = profile_from_args(a)
@@ -220,7 +241,7 @@ def cli_score(argv: list[str]) -> int:
     ap.add_argument("--cache", required=True, help="prepare cache folder")
     ap.add_argument("--checkpoint", required=True, help="model.pt from train-classifier")
     ap.add_argument("--studies", nargs="+", default=None, help="studies to score (default: all in the cache)")
-    ap.add_argument("--out", required=True, help="output CSV")
+    ap.add_argument("--out", required=True, type=out_file, help="output CSV")
     ap.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
     ap.add_argument("--device", default="auto", help="cpu | cuda | auto")
     a = ap.parse_args(argv)
@@ -241,8 +262,8 @@ def cli_pseudo_label(argv: list[str]) -> int:
         "studies are sharded across processes by RANK/WORLD_SIZE.")
     ap.add_argument("--cache", required=True, help="`labelup prepare` output folder")
     ap.add_argument("--checkpoint", required=True, help="stage-1 classifier model.pt")
-    ap.add_argument("--out", required=True, help="output folder")
-    add_profile_args(ap, default=None)  # default: the profile the checkpoint was trained with
+    ap.add_argument("--out", required=True, type=out_dir, help="output folder")
+    add_profile_args(ap, default=None, example="teacher.ig_steps=32")  # default: the profile the checkpoint was trained with
     ap.add_argument("--studies", nargs="*", help="only these StudyInstanceUIDs (default: all)")
     ap.add_argument("--heatmaps", action="store_true", help="also write OUT/heatmaps/<Study>.nii.gz")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -265,14 +286,14 @@ def cli_bench_teacher(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="labelup bench teacher", description="Pseudo-label one study with the "
         "project's teacher and with a plain captum IG reference (window by window, float32); report speed-up and Dice. "
         "Without --cache/--checkpoint a phantom run is built in --run (or a temporary folder).")
-    ap.add_argument("--json", required=True, help="write the result here")
+    ap.add_argument("--json", required=True, type=out_file, help="write the result here")
     ap.add_argument("--cache"); ap.add_argument("--checkpoint")
     ap.add_argument("--run", help="run folder used to build cache + classifier when --cache/--checkpoint are not given")
     ap.add_argument("--study", help="study to label (default: most positive slices)")
     ap.add_argument("--repeats", type=int, default=None, help="timed runs per teacher; the median counts (default: bench.teacher_repeats)")
     ap.add_argument("--converged-steps", type=int, default=None,
                     help="float32 IG steps of the accuracy anchor (default: bench.teacher_converged x teacher.ig_steps; 0 skips it)")
-    add_profile_args(ap)
+    add_profile_args(ap, example="teacher.ig_steps=8")
     a = ap.parse_args(argv)
     p = profile_from_args(a)
     cache, ckpt = a.cache, a.checkpoint
@@ -304,9 +325,9 @@ def cli_train_student(argv: list[str]) -> int:
                                  "(paper III.C) on pseudo-labels or any masks. Works under torchrun (DDP).")
     ap.add_argument("--cache", required=True, help="prepare cache folder (images)")
     ap.add_argument("--labels", required=True, help="folder of <Study>.nii.gz masks (e.g. RUN/teacher); a missing file = empty mask")
-    ap.add_argument("--out", required=True, help="output folder (model.pt, ckpt/, log.csv)")
+    ap.add_argument("--out", required=True, type=out_dir, help="output folder (model.pt, ckpt/, log.csv)")
     ap.add_argument("--force", action="store_true", help="OUT holds a model trained with other settings: retrain (default: refuse)")
-    add_profile_args(ap)
+    add_profile_args(ap, example="student.iterations=500")
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: train + val split)")
     ap.add_argument("--init", default=None, help="start from this student checkpoint (fine-tuning)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="resume from OUT/ckpt (default)")
@@ -331,10 +352,10 @@ def cli_segment(argv: list[str]) -> int:
     src.add_argument("--cache", help="prepare cache folder")
     src.add_argument("--dicom", help="a DICOM series folder (one slice per file)")
     ap.add_argument("--studies", nargs="+", default=None, help="with --cache: only these studies (default: all)")
-    ap.add_argument("--out", required=True, help="output folder: <Study>.nii.gz, <Study>.json")
+    ap.add_argument("--out", required=True, type=out_dir, help="output folder: <Study>.nii.gz, <Study>.json")
     ap.add_argument("--probabilities", action="store_true", help="also write <Study>_prob.nii.gz (float32)")
     ap.add_argument("--filters", action="store_true", help="apply the stage-2 size and distance filters")
-    add_profile_args(ap, default=None)  # default: the checkpoint's profile; e.g. --set student.threshold=0.4
+    add_profile_args(ap, default=None, example="student.threshold=0.4")  # default: the checkpoint's profile; e.g. --set student.threshold=0.4
     ap.add_argument("--name", default=None, help="with --dicom: output name (default: the StudyInstanceUID)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--force", action="store_true", help="redo predictions in OUT that another checkpoint wrote")
@@ -361,8 +382,8 @@ def cli_finetune(argv: list[str]) -> int:
                     "(Table VI). Resumable: finished models and predictions are reused.")
     ap.add_argument("--cache", required=True, help="prepare cache (index.csv, <Study>/image.nii.gz, boxes.nii.gz)")
     ap.add_argument("--checkpoint", required=True, help="stage-3 student model.pt (trained on pseudo-labels)")
-    ap.add_argument("--out", required=True, help="experiment folder (split.json, labels/, finetuned/, scratch/, pred_*/)")
-    add_profile_args(ap)
+    ap.add_argument("--out", required=True, type=out_dir, help="experiment folder (split.json, labels/, finetuned/, scratch/, pred_*/)")
+    add_profile_args(ap, example="finetune.lr=1e-4")
     ap.add_argument("--fraction", type=float, default=None, help="share of the pool used for fine-tuning (profile: finetune.fraction)")
     ap.add_argument("--studies", nargs="+", default=None,
                     help="evaluation pool to split (default: held-out positive annotated test studies of the profile's split)")
@@ -370,15 +391,16 @@ def cli_finetune(argv: list[str]) -> int:
     ap.add_argument("--truth", choices=["boxes", "masks"], default="boxes", help="evaluation reference (default boxes)")
     ap.add_argument("--masks", default=None, help="folder of <Study>.nii.gz true masks (for 'masks')")
     ap.add_argument("--wsl-pred", default=None, help="existing predictions of the WSL student (e.g. RUN/pred)")
-    ap.add_argument("--results", default=None, help="also write table6.md/.csv, the figure and claims here")
-    ap.add_argument("--progress", action="store_true", help="progress bars")
+    ap.add_argument("--results", default=None, type=out_dir, help="also write table6.md/.csv, the figure and claims here")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars (the default when not on a terminal)")
+    ap.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)  # earlier spelling: progress bars were opt-in
     a = ap.parse_args(argv)
     if a.fraction is not None: a.overrides.append(f"finetune.fraction={a.fraction}")
     p = profile_from_args(a)
     if "masks" in (a.annotations, a.truth) and not a.masks: ap.error("--annotations/--truth masks need --masks DIR")
     pool = evaluation_pool(a.cache, p, a.annotations, a.truth, a.masks, a.studies)
     device = None if a.device == "auto" else a.device
-    try: exp = finetune_experiment(a.cache, a.checkpoint, a.out, p, pool, a.annotations, a.truth, a.masks, a.wsl_pred, device, a.progress)
+    try: exp = finetune_experiment(a.cache, a.checkpoint, a.out, p, pool, a.annotations, a.truth, a.masks, a.wsl_pred, device, a.progress or (not a.quiet and sys.stderr.isatty()))
     except ValueError as e: raise UsageError(str(e)) from None
     if not exp["rows"]: return 0  # a non-zero torchrun rank: training done, rank 0 reports
     t = table6(exp["rows"], p.name)
@@ -402,7 +424,7 @@ def cli_bench_prepare(argv: list[str] | None = None) -> int:
     ap.add_argument("--generator", choices=["auto", "phantom"], default="auto",
                     help="dataset generated without --root: the CTPA phantom (auto: the same)")
     ap.add_argument("--repeats", type=int, default=3, help="alternate the two runs this many times and compare medians (default 3)")
-    ap.add_argument("--json", required=True, help="write the result record here")
+    ap.add_argument("--json", required=True, type=out_file, help="write the result record here")
     a = ap.parse_args(argv)
     rec = bench_prepare(a.root, a.studies, a.workers, a.shape, repeats=a.repeats)
     write_json_atomic(a.json, rec)
@@ -415,8 +437,8 @@ def cli_bench_student(argv: list[str]) -> int:
     from labelup.bench.student import bench_student
     ap = argparse.ArgumentParser(prog="labelup bench student", description="Time the DynUNet student and the "
                                  "explainability teacher on the same study (paper Table IV); target: >= 50x.")
-    ap.add_argument("--json", default=None, help="write the results here")
-    add_profile_args(ap)  # used when no --student is given
+    ap.add_argument("--json", default=None, type=out_file, help="write the results here")
+    add_profile_args(ap, example="student.sw_batch_size=8")  # used when no --student is given
     ap.add_argument("--cache", default=None, help="prepare cache (default: generate one study)")
     ap.add_argument("--study", default=None, help="study to time (default: the one with the most positive slices)")
     ap.add_argument("--student", default=None, help="student model.pt (default: random init)")
@@ -439,9 +461,9 @@ def cli_reproduce(argv=None) -> int:
     p = argparse.ArgumentParser(prog="labelup reproduce", description=
         "Regenerate every table and figure of the paper by running the notebooks with papermill.")
     p.add_argument("--data", default=None, help="RSPECT-layout root (default: generate the synthetic phantom)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<profile>)")
+    p.add_argument("--out", default=None, type=out_dir, help="run folder (default: runs/<profile>)")
     p.add_argument("--force", action="store_true", help="rerun stages whose outputs already exist")
-    add_profile_args(p)
+    add_profile_args(p, example="classifier.iterations=100")
     p.add_argument("--notebooks", nargs="*", default=None, help="only these result notebooks")
     p.add_argument("--nbs", default=None, help="folder of the project's notebooks")
     a = p.parse_args(argv)

@@ -266,12 +266,13 @@ def profile_from_dict(d: dict) -> Profile:
 def add_profile_args(ap, # an argparse.ArgumentParser
                      default: str | None = "smoke", # default profile (None: the command picks, e.g. the checkpoint's)
                      device: bool = True, # also add --device
+                     example: str = "classifier.iterations=100", # a `--set` example that fits the command
                     ):
     "Add the shared `--profile`, `--set SECTION.KEY=VALUE` and `--device` options to a command's parser."
     ap.add_argument("--profile", default=default, choices=list(PROFILES),
-                    help=f"{' | '.join(PROFILES)} (default: {default or 'see above'})")
+                    help=f"{' | '.join(PROFILES)} (default: {default or 'the profile stored in the checkpoint'})")
     ap.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="SECTION.KEY=VALUE",
-                    help="profile overrides, e.g. classifier.iterations=100 (repeatable)")
+                    help=f"profile overrides, e.g. {example} (repeatable)")
     if device: ap.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default: auto)")
     return ap
 
