@@ -110,9 +110,9 @@ def run():
 
 # %% ../nbs/99_cli.ipynb #33d077bf
 def cli_prepare(argv: list[str] | None = None) -> int:
-    "`labelup prepare ROOT --out CACHE [--workers N] [--boxes CSV]`"
+    """`labelup prepare ROOT --out CACHE [--workers N] [--boxes CSV]`: prints one summary line (prepared, skipped, why);
+    exit status 0 when every study is in the cache, 1 when any was skipped (see CACHE/errors.csv, CACHE/report.csv), 2 on a usage error."""
     import time
-    import pandas as pd
     from labelup.data import prepare
     ap = argparse.ArgumentParser(prog="labelup prepare",
                                  description="Convert an RSPECT-layout dataset (ROOT/train.csv, ROOT/train/<Study>/<Series>/<SOP>.dcm) "
@@ -125,17 +125,20 @@ def cli_prepare(argv: list[str] | None = None) -> int:
                     help="map the boxes CSV's column names onto ours, e.g. width=w height=h")
     ap.add_argument("--studies", nargs="*", default=None, help="only these StudyInstanceUIDs")
     ap.add_argument("--strict", action="store_true", help="stop at the first study that cannot be read")
+    ap.add_argument("--gaps", choices=["error", "pad"], default="error",
+                    help="a series with a missing or unreadable slice: skip the study (error, default) or keep the gap at its "
+                         "true position filled with air (pad)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     cols = dict(c.split("=", 1) for c in a.box_columns) if a.box_columns else None
     t0 = time.perf_counter()
-    idx = prepare(a.root, a.out, workers=a.workers, boxes_csv=a.boxes, studies=a.studies, progress=not a.quiet,
-                  strict=a.strict, box_columns=cols)
-    n_err = len(pd.read_csv(Path(a.out) / "errors.csv")) if (Path(a.out) / "errors.csv").exists() else 0
-    print(f"prepared {len(idx)} studies ({int(idx.n_slices.sum()) if len(idx) else 0} slices, "
-          f"{int(idx.has_boxes.sum()) if len(idx) else 0} with boxes) in {time.perf_counter() - t0:.1f} s -> {a.out}")
-    if n_err: print(f"{n_err} study(ies) could not be converted: see {Path(a.out) / 'errors.csv'}")
-    return 1 if n_err and a.strict else 0
+    try:
+        idx = prepare(a.root, a.out, workers=a.workers, boxes_csv=a.boxes, studies=a.studies, progress=not a.quiet,
+                      strict=a.strict, box_columns=cols, gaps=a.gaps)
+    except (FileNotFoundError, KeyError, ValueError) as e: raise UsageError(str(e)) from None
+    summ = idx.attrs["summary"]
+    print(f"{summ['line']} ({int(idx.n_slices.sum()) if len(idx) else 0} slices, {time.perf_counter() - t0:.1f} s)")
+    return 1 if summ["skipped"] else 0
 
 # %% ../nbs/99_cli.ipynb #318d9b05
 def cli_phantom(argv: list[str]) -> int:
@@ -266,13 +269,14 @@ def cli_pseudo_label(argv: list[str]) -> int:
     add_profile_args(ap, default=None, example="teacher.ig_steps=32")  # default: the profile the checkpoint was trained with
     ap.add_argument("--studies", nargs="*", help="only these StudyInstanceUIDs (default: all)")
     ap.add_argument("--heatmaps", action="store_true", help="also write OUT/heatmaps/<Study>.nii.gz")
+    ap.add_argument("--force", action="store_true", help="OUT holds pseudo-labels of other settings or another classifier: redo them (default: refuse)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--reference-teacher", action="store_true", help="use the plain captum reference (slow)")
     a = ap.parse_args(argv)
     p = profile_from_args(a, checkpoint_profile(a.checkpoint, "classifier"))
     with _progress(f"pseudo-label [{os.environ.get('RANK', '0')}]", a.quiet) as bar:
         recs = pseudo_label(a.cache, a.checkpoint, a.out, p, studies=a.studies or None, device=a.device,
-                            heatmaps=a.heatmaps, fast=not a.reference_teacher, on_study=bar)
+                            heatmaps=a.heatmaps, fast=not a.reference_teacher, on_study=bar, force=a.force)
     n_it = [r["iterations"] for r in recs]
     print(f"{len(recs)} studies in {a.out}; iterations per study: median {np.median(n_it) if n_it else 0:.0f}, "
           f"max {max(n_it, default=0)}")

@@ -5,7 +5,7 @@
 
 # %% ../nbs/02_data.ipynb #44fc4ab9
 from __future__ import annotations
-import json, os, sys
+import errno, fnmatch, json, os, shutil, sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +14,15 @@ import numpy as np
 import pandas as pd
 
 from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, write_json_atomic
-from .dicom import DicomSeriesError, read_series
+from .dicom import GAPS, DicomSeriesError, _namer, read_series
 
 _log = get_logger("labelup.data")
 
 # %% auto #0
-__all__ = ['LABEL_COLUMNS', 'EXAM_COLUMNS', 'BOX_COLUMNS', 'INDEX_COLUMNS', 'read_labels', 'align_labels', 'exam_labels',
-           'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around', 'write_index', 'prepare', 'Study',
-           'list_studies', 'most_positive_study', 'load_study', 'split_studies']
+__all__ = ['LABEL_COLUMNS', 'EXAM_COLUMNS', 'BOX_COLUMNS', 'INDEX_COLUMNS', 'ERROR_COLUMNS', 'REPORT_COLUMNS', 'read_labels',
+           'align_labels', 'exam_labels', 'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around',
+           'sweep_cache_temporaries', 'write_index', 'prepare', 'Study', 'list_studies', 'most_positive_study',
+           'load_study', 'split_studies']
 
 # %% ../nbs/02_data.ipynb #b2fbde09
 LABEL_COLUMNS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "pe_present_on_image"]
@@ -31,16 +32,18 @@ EXAM_COLUMNS = ["negative_exam_for_pe", "qa_motion", "qa_contrast", "flow_artifa
 _UID_DTYPES = {"StudyInstanceUID": str, "SeriesInstanceUID": str, "SOPInstanceUID": str}
 
 def read_labels(path, # RSPECT-style train.csv
+                name: str | None = None, # how messages name the file (default: the path; prepare: relative to the data root)
                ) -> pd.DataFrame:
     "Read `train.csv`; raises naming the file if a required column is missing or a SOP has conflicting labels."
     df = pd.read_csv(path, dtype=_UID_DTYPES)
+    name = name or path
     missing = [c for c in LABEL_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing column(s) {missing}; required {LABEL_COLUMNS}")
+    if missing: raise ValueError(f"{name}: missing column(s) {missing}; required {LABEL_COLUMNS}")
     no_exam = [c for c in EXAM_COLUMNS if c not in df.columns]
-    if no_exam: _log.warning(f"{path}: no exam-level column(s) {no_exam}; they will read as -1 (unknown)")
+    if no_exam: _log.warning(f"{name}: no exam-level column(s) {no_exam}; they will read as -1 (unknown)")
     dup = df[df.duplicated("SOPInstanceUID", keep=False)]
     if len(dup) and (dup.groupby("SOPInstanceUID")["pe_present_on_image"].nunique() > 1).any():
-        raise ValueError(f"{path}: conflicting labels for the same SOPInstanceUID, e.g. {dup.SOPInstanceUID.iloc[0]}")
+        raise ValueError(f"{name}: conflicting labels for the same SOPInstanceUID, e.g. {dup.SOPInstanceUID.iloc[0]}")
     return df.drop_duplicates("SOPInstanceUID")
 
 def align_labels(labels: pd.DataFrame | None, # rows of one study (read_labels), or None
@@ -69,17 +72,42 @@ def exam_labels(labels: pd.DataFrame | None, # rows of one study
 # %% ../nbs/02_data.ipynb #176d308d
 BOX_COLUMNS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "x", "y", "width", "height"]
 
+def _few(names, k: int = 5) -> str:
+    "At most `k` names, then how many more: for log lines that name what they count."
+    names = list(names)
+    return ", ".join(map(str, names[:k])) + (f" and {len(names) - k} more" if len(names) > k else "")
+
+def _box_problems(raw: pd.DataFrame, num: pd.DataFrame) -> pd.Series:
+    "Per box row, why it is unusable ('' when it is fine): a coordinate that is not a finite, non-negative number."
+    bad = ~np.isfinite(num.to_numpy(np.float64)) | (num.to_numpy(np.float64) < 0)
+    out = pd.Series("", index=num.index, dtype=object)
+    for i in np.flatnonzero(bad.any(axis=1)):
+        c = num.columns[np.flatnonzero(bad[i])[0]]
+        out.iloc[i] = f"line {num.index[i] + 2}: {c} {str(raw[c].iloc[i])!r} is not a finite, non-negative number"
+    return out
+
 def read_boxes(path,                     # boxes CSV, one row per box
                columns: dict | None = None, # our column name -> the CSV's column name, e.g. {"width": "w"}
+               invalid: str = "drop",    # rows with a non-numeric, non-finite or negative value: "drop" them, or "keep" them
+               name: str | None = None,  # how messages name the file (default: the path)
               ) -> pd.DataFrame:
     "Read a boxes CSV into our schema (`BOX_COLUMNS`); raises naming the file if a column is missing."
+    if invalid not in ("drop", "keep"): raise ValueError(f"invalid must be 'drop' or 'keep', got {invalid!r}")
+    name = name or path
     df = pd.read_csv(path, dtype={**_UID_DTYPES, **{v: str for k, v in (columns or {}).items() if k in _UID_DTYPES}})
     if columns: df = df.rename(columns={v: k for k, v in columns.items()})
     missing = [c for c in BOX_COLUMNS if c not in df.columns]
-    if missing: raise ValueError(f"{path}: missing box column(s) {missing}; required {BOX_COLUMNS} (map other names with columns=)")
-    for c in ("x", "y", "width", "height"): df[c] = pd.to_numeric(df[c], errors="coerce")
-    bad = df[["x", "y", "width", "height"]].isna().any(axis=1)
-    if bad.any(): _log.warning(f"{path}: {int(bad.sum())} box row(s) with non-numeric coordinates skipped")
+    if missing: raise ValueError(f"{name}: missing box column(s) {missing}; required {BOX_COLUMNS} (map other names with columns=)")
+    xywh = ["x", "y", "width", "height"]
+    raw = df[xywh].copy()
+    for c in xywh: df[c] = pd.to_numeric(df[c], errors="coerce")
+    problem = _box_problems(raw, df[xywh])
+    bad = (problem != "").to_numpy()
+    if bad.any():
+        _log.warning(f"{name}: {int(bad.sum())} box row(s) with a non-numeric, non-finite or negative value "
+                     f"({'skipped' if invalid == 'drop' else 'kept, with the reason in column problem'}), "
+                     f"in study(ies) {_few(sorted(set(df.StudyInstanceUID[bad].astype(str))))}; first: {problem[bad].iloc[0]}")
+    if invalid == "keep": return df.assign(problem=problem)
     return df[~bad].reset_index(drop=True)
 
 def boxes_to_mask(boxes: pd.DataFrame | None, # box rows of one series (read_boxes)
@@ -92,7 +120,10 @@ def boxes_to_mask(boxes: pd.DataFrame | None, # box rows of one series (read_box
     mask = np.zeros(shape, dtype=np.uint8, order="F")  # (x, y, z)-contiguous: NIfTI's own order, cheaper to save
     rep = dict(n_boxes=0, n_clipped=0, n_outside=0, n_empty=0, n_unknown_sop=0)
     if boxes is None or not len(boxes): return mask, rep
-    zof = {s: k for k, s in enumerate(sop_uids)}
+    zof = {s: k for k, s in enumerate(sop_uids) if s}  # "" = a padded gap slice (read_series(gaps="pad"))
+    xywh = boxes[["x", "y", "width", "height"]].to_numpy(np.float64)
+    if not (np.isfinite(xywh) & (xywh >= 0)).all():
+        raise ValueError(f"study {study}: a box with a non-finite or negative value (read_boxes drops such rows)")
     for s, x, y, w, h in boxes[["SOPInstanceUID", "x", "y", "width", "height"]].itertuples(index=False):
         z = zof.get(str(s))
         if z is None: rep["n_unknown_sop"] += 1; continue
@@ -129,52 +160,111 @@ def slab_around(vol,              # vol[z, y, x] (numpy array or torch tensor)
 
 # %% ../nbs/02_data.ipynb #6ee70752
 INDEX_COLUMNS = ["StudyInstanceUID", "n_slices", "n_labelled", "n_positive_slices", "negative_exam_for_pe", "has_boxes"]
+ERROR_COLUMNS = ["StudyInstanceUID", "error"]
+REPORT_COLUMNS = ["StudyInstanceUID", "issue", "detail"]
 
-def _series_dir(study_dir: Path, labels: pd.DataFrame | None) -> Path:
-    "The one series folder of a study (RSPECT: exactly one); errors name the study."
-    if not study_dir.is_dir(): raise DicomSeriesError(f"study {study_dir.name}: no folder {study_dir}")
-    subs = sorted(p for p in study_dir.iterdir() if p.is_dir())
+def _link_problem(p: Path) -> str | None:
+    "Why a path that is a symlink cannot be followed (a loop, a missing target), or None."
+    if not p.is_symlink() or p.exists(): return None
+    try: os.stat(p)
+    except OSError as e:
+        if e.errno == errno.ELOOP: return "a symlink loop"
+    return "a broken symlink (its target does not exist)"
+
+def _series_dir(study_dir: Path, labels: pd.DataFrame | None, name=str) -> Path:
+    "The one series folder of a study (RSPECT: exactly one); errors name the study (and paths through `name`)."
+    s = study_dir.name
+    why = _link_problem(study_dir)
+    if why: raise DicomSeriesError(f"study {s}: {name(study_dir)} is {why}")
+    if not study_dir.is_dir(): raise DicomSeriesError(f"study {s}: no folder {name(study_dir)}")
+    entries = sorted(study_dir.iterdir())
+    links = [p for p in entries if _link_problem(p)]
+    if links: raise DicomSeriesError(f"study {s}: {_few(name(p) for p in links)}: {_link_problem(links[0])}")
+    subs = [p for p in entries if p.is_dir()]
     if not subs:
-        if any(p.is_file() for p in study_dir.iterdir()): return study_dir  # files directly under the study
-        raise DicomSeriesError(f"study {study_dir.name}: empty study folder {study_dir}")
+        if any(p.is_file() for p in entries): return study_dir  # files directly under the study
+        raise DicomSeriesError(f"study {s}: empty study folder {name(study_dir)}")
     if len(subs) == 1: return subs[0]
     if labels is not None and len(labels):
         want = set(labels.SeriesInstanceUID.astype(str))
         hit = [p for p in subs if p.name in want]
         if len(hit) == 1: return hit[0]
-    raise DicomSeriesError(f"study {study_dir.name}: {len(subs)} series folders ({', '.join(p.name for p in subs)}) "
+    raise DicomSeriesError(f"study {s}: {len(subs)} series folders ({', '.join(p.name for p in subs)}) "
                            "and train.csv does not single one out")
 
-def _prepare_study(study: str, study_dir: Path, out: Path, labels, boxes) -> dict:
-    "Convert one study into CACHE/<study>/ (worker function; meta.json last)."
-    sdir = _series_dir(study_dir, labels)
-    vol, geom = read_series(sdir)
-    d = out / study; d.mkdir(parents=True, exist_ok=True)
-    lab, lrep = align_labels(labels, geom["sop_uids"], study)
+# %% ../nbs/02_data.ipynb #c86b83f2
+def _study_files(d: Path, vol, geom, lab, mask, meta):
+    "Write one study's files into the folder `d` (meta.json last)."
     save_volume(d / "image.nii.gz", vol, geom["affine"])
     with atomic_path(d / "slices.csv") as t:
         pd.DataFrame({"SOPInstanceUID": geom["sop_uids"], "pe_present_on_image": lab}).to_csv(t, index=False)
+    if mask is not None: save_volume(d / "boxes.nii.gz", mask, geom["affine"])
+    write_json_atomic(d / "meta.json", meta)
+
+def _prepare_study(study: str, study_dir: Path, out: Path, labels, boxes, root=None, gaps: str = "error") -> dict:
+    "Convert one study into CACHE/<study>/ (worker function): built in a temporary folder, renamed into place at the end."
+    name = _namer(root)
+    sdir = _series_dir(study_dir, labels, name)
+    vol, geom = read_series(sdir, gaps=gaps, relative_to=root)
+    lab, lrep = align_labels(labels, geom["sop_uids"], study)
     has_boxes = boxes is not None and len(boxes) > 0
-    brep = None
-    if has_boxes:
-        mask, brep = boxes_to_mask(boxes, geom["sop_uids"], vol.shape, study)
-        save_volume(d / "boxes.nii.gz", mask, geom["affine"])
-    elif (d / "boxes.nii.gz").exists(): (d / "boxes.nii.gz").unlink()  # stale from an older run
+    mask, brep = boxes_to_mask(boxes, geom["sop_uids"], vol.shape, study) if has_boxes else (None, None)
     exam = exam_labels(labels)
     row = dict(StudyInstanceUID=study, n_slices=int(vol.shape[0]), n_labelled=int((lab >= 0).sum()),
                n_positive_slices=int((lab == 1).sum()), negative_exam_for_pe=int(exam["negative_exam_for_pe"]),
                has_boxes=bool(has_boxes))
     meta = dict(**row, SeriesInstanceUID=geom["series_uid"], shape=list(vol.shape), spacing=list(geom["spacing"]),
                 affine=np.asarray(geom["affine"]).tolist(), exam=exam, label_report=lrep, box_report=brep,
-                warnings=[w.replace(str(study_dir), f"<{study}>") for w in geom["warnings"]])
-    write_json_atomic(d / "meta.json", meta)
+                skipped_files=geom["skipped"], filled_slices=geom["filled"], warnings=geom["warnings"])
+    d, tmp = out / study, out / f".{study}.tmp{os.getpid()}"
+    if tmp.exists(): shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        _study_files(tmp, vol, geom, lab, mask, meta)
+        if d.is_symlink() or d.is_file(): d.unlink()
+        elif d.exists(): shutil.rmtree(d)  # a partial folder of an older run (it had no meta.json)
+        os.replace(tmp, d)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True); raise
     return row
+
+def _scrub(msg: str, root: Path, out: Path) -> str:
+    "A message without absolute paths: the data root's paths relative to it, the cache's as CACHE/."
+    subs = {}
+    for p, to in ((root, ""), (out, "CACHE/")):
+        for q in {str(p), str(p.absolute()), str(p.resolve())}: subs[q + os.sep] = to
+    for q in sorted(subs, key=len, reverse=True): msg = msg.replace(q, subs[q])
+    return msg
 
 def _run_study(args):
     "Process-pool entry: returns (study, row or None, error message or None)."
-    study = args[0]
+    study, root, out = args[0], args[5], args[2]
     try: return study, _prepare_study(*args), None
-    except Exception as e: return study, None, f"{type(e).__name__}: {e}"
+    except Exception as e: return study, None, _scrub(f"{type(e).__name__}: {e}", Path(root), Path(out))
+
+# %% ../nbs/02_data.ipynb #df1cd93e
+def _is_temporary(p: Path) -> bool: return fnmatch.fnmatch(p.name, ".*.tmp*")
+
+def _die_with_parent():
+    "Worker initializer: on Linux the kernel sends SIGTERM to this worker when its parent dies (a killed `prepare`)."
+    if not sys.platform.startswith("linux"): return
+    import ctypes, signal
+    try: ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
+    except OSError: pass
+
+def sweep_cache_temporaries(cache, # prepare's output folder
+                     ) -> int:
+    "Remove the temporaries (`.*.tmp*`) a killed run left in `cache` and its study folders; returns how many."
+    cache, n = Path(cache), 0
+    if not cache.is_dir(): return 0
+    for d in [cache] + [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and not _is_temporary(p)]:
+        for p in d.iterdir():
+            if not _is_temporary(p): continue
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
+            else: p.unlink(missing_ok=True)
+            n += 1
+    if n: _log.warning(f"removed {n} stale temporary file(s) or folder(s) of an interrupted run from the cache")
+    return n
 
 def _index_row(meta: dict) -> dict: return {c: meta[c] for c in INDEX_COLUMNS}
 
@@ -183,11 +273,80 @@ def write_index(cache, # prepare's output folder
     "Rebuild CACHE/index.csv from every finished study (one with meta.json)."
     cache = Path(cache)
     rows = [_index_row(json.loads((d / "meta.json").read_text())) for d in sorted(cache.iterdir())
-            if (d / "meta.json").is_file()] if cache.is_dir() else []
+            if (d / "meta.json").is_file() and not _is_temporary(d)] if cache.is_dir() else []
     df = pd.DataFrame(rows, columns=INDEX_COLUMNS)
     with atomic_path(cache / "index.csv") as t: df.to_csv(t, index=False)
     return df
 
+# %% ../nbs/02_data.ipynb #24d03f99
+def _rows_without_folder(lab_g: dict, on_disk: list) -> list[dict]:
+    "Report rows (and a log line naming them) for the train.csv studies that have no folder under train/."
+    nod = sorted(set(lab_g) - set(on_disk))
+    if nod: _log.warning(f"{len(nod)} study(ies) of train.csv have no folder under train/: {_few(nod)}; "
+                         "their rows are unused (CACHE/report.csv)")
+    return [dict(StudyInstanceUID=s, issue="rows_without_folder", detail=f"{len(lab_g[s])} train.csv row(s), no folder train/{s}")
+            for s in nod]
+
+def _label_issues(out: Path, index: pd.DataFrame, lab_g: dict) -> list[dict]:
+    "Report rows (and log lines naming them) for cached studies without train.csv rows, or whose rows and slices disagree."
+    rep, nor = [], []
+    for s in index.StudyInstanceUID:
+        if s not in lab_g:
+            nor.append(s)
+            rep.append(dict(StudyInstanceUID=s, issue="folder_without_rows", detail=f"train/{s} has no train.csv row; every slice unlabelled (-1)"))
+            continue
+        lr = json.loads((out / s / "meta.json").read_text()).get("label_report") or {}
+        nu, nn = int(lr.get("n_unlabelled", 0)), int(lr.get("n_not_on_disk", 0))
+        if nu or nn: rep.append(dict(StudyInstanceUID=s, issue="labels_mismatch",
+                                     detail=f"{nu} slice(s) without a train.csv label, {nn} labelled SOP(s) not on disk"))
+    if nor: _log.warning(f"{len(nor)} cached study(ies) have no row in train.csv: {_few(nor)}; every slice is unlabelled (-1) "
+                         "(CACHE/report.csv)")
+    return rep
+
+def _remove_partial(out: Path, study: str):
+    "A study that failed leaves nothing of itself: remove CACHE/<study> if it is there without meta.json (an older partial run)."
+    d = out / study
+    if study in ("", ".", "..") or d.parent != out or (d / "meta.json").is_file() or not d.exists(): return
+    if d.is_dir() and not d.is_symlink(): shutil.rmtree(d, ignore_errors=True)
+
+def _write_errors(out: Path, errors: list, pending: list):
+    "CACHE/errors.csv: this run's failures, plus earlier ones of studies this run did not retry."
+    if not errors and not (out / "errors.csv").exists(): return
+    prev = pd.read_csv(out / "errors.csv", dtype=str) if (out / "errors.csv").exists() else pd.DataFrame(columns=ERROR_COLUMNS)
+    prev = prev[~prev.StudyInstanceUID.isin(set(pending))]  # retried this time
+    err = pd.concat([prev, pd.DataFrame(errors, columns=ERROR_COLUMNS)], ignore_index=True)
+    with atomic_path(out / "errors.csv") as t: err.to_csv(t, index=False)
+
+# %% ../nbs/02_data.ipynb #0ec1bdb2
+_REASONS = [("gap of", "missing slice"), ("symlink", "symlink"), ("bad box row", "bad boxes"), ("empty", "empty folder"),
+            ("no folder", "no folder"), ("pixel data", "pixel data"), ("PixelData", "pixel data"), ("not finite", "header value"),
+            ("RescaleSlope 0", "header value"), ("series", "series")]
+
+def _reason(err: str) -> str:
+    "A short name for why a study was skipped (for the summary's counts)."
+    return next((r for k, r in _REASONS if k in err), err.split(":", 1)[0])
+
+def _summary(todo, pending, rows, errors, rep: pd.DataFrame, index: pd.DataFrame) -> dict:
+    "What one prepare run did, with the one line the CLI prints."
+    why = {}
+    for e in errors: why[_reason(e["error"])] = why.get(_reason(e["error"]), 0) + 1
+    issues = rep.issue.value_counts().to_dict() if len(rep) else {}
+    s = dict(ok=not errors, studies=len(todo), prepared=len(rows), already_prepared=len(todo) - len(pending), in_cache=len(index),
+             skipped=len(errors), why=why, skipped_studies=[e["StudyInstanceUID"] for e in errors],
+             rows_without_folder=int(issues.get("rows_without_folder", 0)),
+             folders_without_rows=int(issues.get("folder_without_rows", 0)),
+             labels_mismatch=int(issues.get("labels_mismatch", 0)))
+    line = (f"prepare: {s['in_cache']} of {s['studies']} studies in the cache ({s['prepared']} converted now, "
+            f"{s['already_prepared']} already there); {s['skipped']} skipped")
+    if why: line += " (" + ", ".join(f"{n} {r}" for r, n in sorted(why.items())) + "; see errors.csv)"
+    notes = [f"{s[k]} {what}" for k, what in (("rows_without_folder", "train.csv stud(ies) without a folder"),
+                                               ("folders_without_rows", "folder(s) without train.csv rows"),
+                                               ("labels_mismatch", "with label mismatches")) if s[k]]
+    if notes: line += "; " + ", ".join(notes) + " (see report.csv)"
+    s["line"] = line
+    return s
+
+# %% ../nbs/02_data.ipynb #a79a7c63
 def prepare(root,                 # RSPECT-layout root: train/<Study>/<Series>/<SOP>.dcm, train.csv
             out,                  # cache folder
             workers: int = 1,     # parallel processes (studies run in parallel)
@@ -196,56 +355,72 @@ def prepare(root,                 # RSPECT-layout root: train/<Study>/<Series>/<
             progress: bool = True,# tqdm progress bar
             strict: bool = False, # raise on the first bad study instead of logging it in errors.csv
             box_columns: dict | None = None, # column mapping for the boxes CSV (see read_boxes)
+            gaps: str = "error",  # a series with a missing slice: "error" (skip the study) or "pad" (see read_series)
            ) -> pd.DataFrame:
-    "Convert an RSPECT-layout dataset into the NIfTI cache; resumable; returns the index (also CACHE/index.csv)."
+    "Convert an RSPECT-layout dataset into the NIfTI cache; resumable; returns the index (also CACHE/index.csv), `.attrs['summary']` = CACHE/summary.json."
     root, out = Path(root), Path(out)
     train = root / "train"
     if not train.is_dir(): raise FileNotFoundError(f"{root}: no train/ folder (expected ROOT/train/<Study>/<Series>/<SOP>.dcm)")
+    if gaps not in GAPS: raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
     out.mkdir(parents=True, exist_ok=True)
-    labels = read_labels(root / "train.csv") if (root / "train.csv").is_file() else None
-    if labels is None: _log.warning(f"{root}: no train.csv; every slice will be unlabelled (-1)")
+    sweep_cache_temporaries(out)
+    name = _namer(root)
+    labels = read_labels(root / "train.csv", name="train.csv") if (root / "train.csv").is_file() else None
+    if labels is None: _log.warning("no train.csv in the data root; every slice will be unlabelled (-1)")
     boxes_csv = Path(boxes_csv) if boxes_csv else (root / "boxes.csv" if (root / "boxes.csv").is_file() else None)
-    boxes = read_boxes(boxes_csv, box_columns) if boxes_csv else None
-    on_disk = sorted(p.name for p in train.iterdir() if p.is_dir())
+    boxes_name = None if boxes_csv is None else (name(boxes_csv) if name(boxes_csv) != str(boxes_csv) else boxes_csv.name)
+    boxes = read_boxes(boxes_csv, box_columns, invalid="keep", name=boxes_name) if boxes_csv else None
+    on_disk = sorted(p.name for p in train.iterdir() if p.is_dir() or _link_problem(p))
     todo = on_disk if studies is None else [str(s) for s in studies]
-    if labels is not None:
-        nod = set(labels.StudyInstanceUID) - set(on_disk)
-        if nod and studies is None: _log.warning(f"{len(nod)} study(ies) in train.csv have no folder under {train}; skipped")
     lab_g = dict(tuple(labels.groupby("StudyInstanceUID"))) if labels is not None else {}
+    report = _rows_without_folder(lab_g, on_disk) if labels is not None and studies is None else []
+    bad_boxes = {}
+    if boxes is not None:
+        for s, g in boxes[boxes.problem != ""].groupby("StudyInstanceUID"):
+            bad_boxes[s] = f"{boxes_name} " + "; ".join(g.problem.iloc[:3]) + (f" (and {len(g) - 3} more)" if len(g) > 3 else "")
+        boxes = boxes[boxes.problem == ""].drop(columns="problem")
     box_g = dict(tuple(boxes.groupby("StudyInstanceUID"))) if boxes is not None else {}
     pending = [s for s in todo if not (out / s / "meta.json").is_file()]
     def n_files(s):  # longest studies first: the pool then ends with short ones (better balance)
         try: return sum(len(os.listdir(d)) for d in (train / s).iterdir() if d.is_dir())
         except OSError: return 0
     if workers > 1: pending = sorted(pending, key=n_files, reverse=True)
-    jobs = [(s, train / s, out, lab_g.get(s), box_g.get(s)) for s in pending]
-    errors = []
+    jobs = [(s, train / s, out, lab_g.get(s), box_g.get(s), root, gaps) for s in pending if s not in bad_boxes]
+    errors, rows = [], []
     bar = None
-    if progress and jobs:
+    if progress and pending:
         from tqdm.auto import tqdm
-        bar = tqdm(total=len(jobs), desc="prepare", unit="study")
+        bar = tqdm(total=len(pending), desc="prepare", unit="study")
     def done(study, row, err):
         if err is not None:
             if strict: raise DicomSeriesError(f"study {study}: {err}")
             _log.error(f"study {study} skipped: {err}"); errors.append(dict(StudyInstanceUID=study, error=err))
+            _remove_partial(out, study)
+        else: rows.append(row)
         if bar is not None: bar.update(1)
+    for s in pending:
+        if s in bad_boxes: done(s, None, f"bad box row(s): {bad_boxes[s]}")
     try:
         if workers <= 1 or len(jobs) <= 1:
             for j in jobs: done(*_run_study(j))
         else:
             import multiprocessing as mp
             ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as ex:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx, initializer=_die_with_parent) as ex:
                 for f in as_completed([ex.submit(_run_study, j) for j in jobs]): done(*f.result())
     finally:
         if bar is not None: bar.close()
-    if errors or (out / "errors.csv").exists():
-        prev = pd.read_csv(out / "errors.csv", dtype=str) if (out / "errors.csv").exists() else pd.DataFrame(columns=["StudyInstanceUID", "error"])
-        prev = prev[~prev.StudyInstanceUID.isin(set(pending))]  # retried this time
-        err = pd.concat([prev, pd.DataFrame(errors, columns=["StudyInstanceUID", "error"])], ignore_index=True)
-        with atomic_path(out / "errors.csv") as t: err.to_csv(t, index=False)
+    _write_errors(out, errors, pending)
     index = write_index(out)
-    return index[index.StudyInstanceUID.isin(set(todo))].reset_index(drop=True)
+    index = index[index.StudyInstanceUID.isin(set(todo))].reset_index(drop=True)
+    if labels is not None: report += _label_issues(out, index, lab_g)
+    rep = pd.DataFrame(report, columns=REPORT_COLUMNS)
+    with atomic_path(out / "report.csv") as t: rep.to_csv(t, index=False)
+    summary = _summary(todo, pending, rows, errors, rep, index)
+    write_json_atomic(out / "summary.json", summary)
+    (_log.warning if summary["skipped"] or len(rep) else _log.info)(summary["line"])
+    index.attrs["summary"] = summary
+    return index
 
 # %% ../nbs/02_data.ipynb #a33b42b9
 @dataclass

@@ -17,7 +17,7 @@ from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian, generat
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'geometry_affine', 'lenient_dicom', 'write_series',
+__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'GAPS', 'geometry_affine', 'lenient_dicom', 'write_series',
            'DicomSeriesError', 'read_series']
 
 # %% ../nbs/01_dicom.ipynb #ef7ef95b
@@ -158,9 +158,19 @@ class DicomSeriesError(ValueError):
 
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"}
 _log = get_logger("labelup.dicom")
+GAPS = ("error", "pad")
 
-def _read_header(path: Path):
-    "dcmread one file; None if it is not DICOM at all; DicomSeriesError if it is DICOM but broken."
+def _namer(relative_to):
+    "How messages name a path: relative to `relative_to` (e.g. the data root) when it lies below it, else as given."
+    if relative_to is None: return str
+    root = Path(relative_to)
+    def name(p):
+        try: return str(Path(p).relative_to(root))
+        except ValueError: return str(p)
+    return name
+
+def _read_header(path: Path, name: str):
+    "dcmread one file; None if it is not DICOM at all; DicomSeriesError (naming it `name`) if it is DICOM but broken."
     try:
         ds = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError:  # no 128-byte preamble + "DICM": old-style raw dataset, or not DICOM
@@ -168,23 +178,63 @@ def _read_header(path: Path):
         except Exception: return None
         return ds if "SOPInstanceUID" in ds and "PixelData" in ds else None
     except Exception as e:  # truncated or garbled
-        raise DicomSeriesError(f"{path}: unreadable DICOM ({type(e).__name__}: {e})") from e
+        raise DicomSeriesError(f"{name}: unreadable DICOM ({type(e).__name__}: {e})") from e
     if "PixelData" not in ds and "SOPInstanceUID" not in ds: return None  # e.g. a DICOMDIR-like stray file
     return ds
 
-def _stored_pixels(ds, path: Path) -> np.ndarray:
+def _numbers(ds, tag: str, n: int, name: str, default=None) -> np.ndarray:
+    "The `n` values of `tag` as float64; DicomSeriesError naming the file if missing (and no default), unparsable or not finite."
+    v = ds.get(tag)
+    if isinstance(v, pydicom.dataelem.DataElement): v = v.value
+    if v is None or (isinstance(v, (str, bytes)) and not v.strip()) or (isinstance(v, pydicom.multival.MultiValue) and not len(v)):
+        if default is None: raise DicomSeriesError(f"{name}: missing {tag}")
+        return np.asarray(default, dtype=np.float64)
+    vals = list(v) if isinstance(v, (pydicom.multival.MultiValue, list, tuple)) else [v]
+    try: a = np.asarray([float(x) for x in vals], dtype=np.float64)
+    except (TypeError, ValueError) as e: raise DicomSeriesError(f"{name}: {tag} {v!r} is not numeric") from e
+    if a.size != n: raise DicomSeriesError(f"{name}: {tag} has {a.size} value(s), expected {n}")
+    if not np.isfinite(a).all(): raise DicomSeriesError(f"{name}: {tag} {a.tolist()} is not finite")
+    return a
+
+def _header(ds, name: str) -> dict:
+    "The numbers the reader uses from one file's header, each checked (errors name the file)."
+    ipp = _numbers(ds, "ImagePositionPatient", 3, name)
+    iop = _numbers(ds, "ImageOrientationPatient", 6, name)
+    ps = _numbers(ds, "PixelSpacing", 2, name)
+    slope = float(_numbers(ds, "RescaleSlope", 1, name, default=[1.0])[0])
+    inter = float(_numbers(ds, "RescaleIntercept", 1, name, default=[0.0])[0])
+    r, c = np.linalg.norm(iop[:3]), np.linalg.norm(iop[3:])
+    if r < 1e-6 or c < 1e-6 or np.linalg.norm(np.cross(iop[:3] / r, iop[3:] / c)) < 1e-3:
+        raise DicomSeriesError(f"{name}: ImageOrientationPatient {iop.tolist()} does not hold two independent directions")
+    if (ps <= 0).any(): raise DicomSeriesError(f"{name}: PixelSpacing {ps.tolist()} must be positive")
+    if slope == 0: raise DicomSeriesError(f"{name}: RescaleSlope 0 (every pixel would read as the intercept)")
+    frames = _numbers(ds, "NumberOfFrames", 1, name, default=[1])[0]
+    if frames != 1: raise DicomSeriesError(f"{name}: NumberOfFrames {frames:g}; one slice per file expected")
+    return dict(ipp=ipp, iop=iop, ps=ps, slope=slope, inter=inter)
+
+# %% ../nbs/01_dicom.ipynb #ee10cf38
+def _pixel_bytes(ds) -> int:
+    "Bytes of uncompressed pixel data the header promises: Rows x Columns x SamplesPerPixel x BitsAllocated / 8 (rounded up)."
+    n = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1)
+    return (n * int(getattr(ds, "BitsAllocated", 16)) + 7) // 8
+
+def _stored_pixels(ds, name: str) -> np.ndarray:
     "The stored (raw) pixel values of one slice, masked/sign-extended to BitsStored."
     rows, cols = int(ds.Rows), int(ds.Columns)
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
     bits_alloc, bits = int(getattr(ds, "BitsAllocated", 16)), int(getattr(ds, "BitsStored", 16))
-    if "PixelData" not in ds: raise DicomSeriesError(f"{path}: no PixelData")
+    if "PixelData" not in ds: raise DicomSeriesError(f"{name}: no PixelData")
     meta = getattr(ds, "file_meta", None)
-    ts = (meta.get("TransferSyntaxUID") if meta is not None else None) or ImplicitVRLittleEndian
+    ts = pydicom.uid.UID(str((meta.get("TransferSyntaxUID") if meta is not None else None) or ImplicitVRLittleEndian))
+    if not ts.is_compressed:  # exact length: what the header promises, plus one pad byte when that is odd
+        raw, want = ds.PixelData, _pixel_bytes(ds)
+        what = f"{rows}x{cols} pixels, {int(getattr(ds, 'SamplesPerPixel', 1) or 1)} sample(s), {bits_alloc} bits allocated"
+        if len(raw) < want: raise DicomSeriesError(f"{name}: truncated pixel data ({len(raw)} bytes for {what}: {want} expected)")
+        if len(raw) > want + want % 2:
+            raise DicomSeriesError(f"{name}: PixelData is {len(raw)} bytes, {want} expected for {what} "
+                                   "(the header does not describe these pixels)")
     if ts in _UNCOMPRESSED and bits_alloc == 16 and int(getattr(ds, "SamplesPerPixel", 1)) == 1:
-        raw = ds.PixelData
-        if len(raw) < rows * cols * 2:
-            raise DicomSeriesError(f"{path}: truncated pixel data ({len(raw)} bytes for {rows}x{cols} 16-bit pixels)")
-        a = np.frombuffer(raw, dtype="<i2" if signed else "<u2", count=rows * cols).reshape(rows, cols)
+        a = np.frombuffer(ds.PixelData, dtype="<i2" if signed else "<u2", count=rows * cols).reshape(rows, cols)
         if bits < 16:
             if signed: a = ((a.astype(np.int16) << (16 - bits)) >> (16 - bits)).astype(np.int16)
             else: a = a & np.uint16((1 << bits) - 1)
@@ -192,13 +242,13 @@ def _stored_pixels(ds, path: Path) -> np.ndarray:
     try:
         a = ds.pixel_array
     except Exception as e:
-        raise DicomSeriesError(f"{path}: cannot decode pixel data ({ts.name if hasattr(ts, 'name') else ts}): {e}") from e
-    if a.shape != (rows, cols): raise DicomSeriesError(f"{path}: pixel data shape {a.shape} != Rows x Columns {(rows, cols)}")
+        raise DicomSeriesError(f"{name}: cannot decode pixel data ({ts.name if hasattr(ts, 'name') else ts}): {e}") from e
+    if a.shape != (rows, cols): raise DicomSeriesError(f"{name}: pixel data shape {a.shape} != Rows x Columns {(rows, cols)}")
     return a
 
-def _slice_hu(ds, path: Path) -> np.ndarray:
-    "One slice in HU (int16): MONOCHROME1 mirrored, rescaled with this file's own slope/intercept, padding to air, clipped."
-    s = _stored_pixels(ds, path)
+def _slice_hu(ds, name: str, slope: float, inter: float) -> np.ndarray:
+    "One slice in HU (int16): MONOCHROME1 mirrored, rescaled with this file's own (checked) slope/intercept, padding to air, clipped."
+    s = _stored_pixels(ds, name)
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
     bits = int(getattr(ds, "BitsStored", 16))
     pad = None
@@ -210,8 +260,6 @@ def _slice_hu(ds, path: Path) -> np.ndarray:
         else: pad = s == ppv
     if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
         s = _invert_stored(s.astype(np.int16 if signed else np.uint16), bits, signed)
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    inter = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
     if slope == 1.0 and inter == int(inter): hu = s.astype(np.int32) + int(inter)
     else: hu = np.rint(s.astype(np.float64) * slope + inter)
     low = hu <= -2000
@@ -220,90 +268,128 @@ def _slice_hu(ds, path: Path) -> np.ndarray:
     if pad.any(): out[pad] = HU_AIR
     return out
 
-def _f(v, n): return np.asarray([float(x) for x in v], dtype=np.float64)[:n] if v is not None else None
+# %% ../nbs/01_dicom.ipynb #9a4ef5c0
+def _check_gaps(d, dz, proj, items, skipped, gaps, where, warn):
+    "Steps of >= 1.5 median spacings are missing slices: an error naming them, or (gaps='pad') padded slots."
+    big = np.flatnonzero(d >= 1.5 * dz)
+    slots, positions = list(range(len(items))), proj.tolist()
+    if not big.size: return slots, positions
+    def gap(i): return (f"gap of {round(d[i] / dz, 2):g} slice spacings ({d[i]:.1f} mm) between "
+                        f"{items[i][0].name} and {items[i + 1][0].name}")
+    what = f"{where}: " + "; ".join(gap(i) for i in big[:3]) + (f" (and {big.size - 3} more)" if big.size > 3 else "")
+    what += f" (median spacing {dz:.3f} mm)"
+    files = f"; unreadable or non-DICOM file(s): {', '.join(skipped)}" if skipped else ""
+    k = np.rint(d[big] / dz)
+    if gaps == "error":
+        raise DicomSeriesError(f"{what}: a missing or unreadable slice{files}; gaps='pad' reads it with the gap filled with air")
+    if np.abs(d[big] / dz - k).max() > 0.1:
+        raise DicomSeriesError(f"{what}: not a whole number of slice spacings, so it cannot be padded{files}")
+    slots, positions = [], []
+    for i in range(len(items)):
+        slots.append(i); positions.append(float(proj[i]))
+        if i < len(d) and d[i] >= 1.5 * dz:
+            m = int(np.rint(d[i] / dz))
+            slots += [None] * (m - 1); positions += [float(proj[i] + j * d[i] / m) for j in range(1, m)]
+    msg = f"{what}: padded with {len(slots) - len(items)} slice(s) of {HU_AIR} HU (gaps='pad'){files}"
+    warn.append(msg); _log.warning(msg)
+    return slots, positions
 
+# %% ../nbs/01_dicom.ipynb #9456578f
 def read_series(folder,                   # a folder holding the files of one series
                 threads: int = 1,         # >1: read and decode files with a thread pool
                 series_uid: str | None = None,  # keep only this SeriesInstanceUID (else a folder with several series is an error)
+                gaps: str = "error",      # a missing slice (a step of >= 1.5 median spacings): "error", or "pad" it with air
+                relative_to=None,         # name files in messages relative to this folder (e.g. the data root)
                ) -> tuple[np.ndarray, dict]:
     "Read a CT series folder into `(hu int16 vol[z, y, x], geom)`, slices ordered along the slice normal."
-    with lenient_dicom(): return _read_series(Path(folder), threads, series_uid)
+    if gaps not in GAPS: raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
+    with lenient_dicom(): return _read_series(Path(folder), threads, series_uid, gaps, _namer(relative_to))
 
-def _read_series(folder: Path, threads: int, series_uid: str | None):
-    folder = Path(folder)
-    if not folder.is_dir(): raise DicomSeriesError(f"{folder}: not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    if not files: raise DicomSeriesError(f"{folder}: empty series folder (no files)")
-    warn = []
+def _read_series(folder: Path, threads: int, series_uid: str | None, gaps: str = "error", name=str):
+    if not folder.is_dir(): raise DicomSeriesError(f"{name(folder)}: not a folder")
+    entries = sorted(folder.iterdir())
+    files = [p for p in entries if p.is_file()]
+    links = [p for p in entries if p.is_symlink() and not p.exists()]  # a broken link or a loop: an unreadable slice
+    if not files and not links: raise DicomSeriesError(f"{name(folder)}: empty series folder (no files)")
+    warn, skipped = [], []
+    def skip(p, why):
+        msg = f"{name(p)}: {why}, skipped"; warn.append(msg); skipped.append(name(p)); _log.warning(msg)
+    for p in links: skip(p, "broken symlink or symlink loop")
     if threads > 1 and len(files) > 1:
-        with ThreadPoolExecutor(threads) as ex: dss = list(ex.map(_read_header, files))
-    else: dss = [_read_header(p) for p in files]
+        with ThreadPoolExecutor(threads) as ex: dss = list(ex.map(lambda p: _read_header(p, name(p)), files))
+    else: dss = [_read_header(p, name(p)) for p in files]
     items = []
     for p, ds in zip(files, dss):
-        if ds is None:
-            msg = f"{p}: not a DICOM image file, skipped"; warn.append(msg); _log.warning(msg)
+        if ds is None: skip(p, "not a DICOM image file")
         else: items.append((p, ds))
-    if not items: raise DicomSeriesError(f"{folder}: no DICOM files")
+    if not items: raise DicomSeriesError(f"{name(folder)}: no DICOM files")
     series = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in items})
     if series_uid is not None:
         items = [(p, ds) for p, ds in items if str(ds.get("SeriesInstanceUID", "")) == series_uid]
-        if not items: raise DicomSeriesError(f"{folder}: no file of series {series_uid} (found {series})")
+        if not items: raise DicomSeriesError(f"{name(folder)}: no file of series {series_uid} (found {series})")
     elif len(series) > 1:
-        raise DicomSeriesError(f"{folder}: {len(series)} series in one folder ({', '.join(series)}); "
+        raise DicomSeriesError(f"{name(folder)}: {len(series)} series in one folder ({', '.join(series)}); "
                                "pass series_uid= to choose one")
     # header checks, each naming the offending file
+    heads = []
     for p, ds in items:
         mod = str(ds.get("Modality", ""))
-        if mod != "CT": raise DicomSeriesError(f"{p}: Modality {mod or 'missing'!r}, expected CT")
-        for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
-            if ds.get(tag) is None: raise DicomSeriesError(f"{p}: missing {tag}")
+        if mod != "CT": raise DicomSeriesError(f"{name(p)}: Modality {mod or 'missing'!r}, expected CT")
+        for tag in ("Rows", "Columns"):
+            if ds.get(tag) is None: raise DicomSeriesError(f"{name(p)}: missing {tag}")
+        heads.append(_header(ds, name(p)))
     p0, d0 = items[0]
     shape0 = (int(d0.Rows), int(d0.Columns))
-    iop0, ps0 = _f(d0.ImageOrientationPatient, 6), _f(d0.PixelSpacing, 2)
-    for p, ds in items[1:]:
+    iop0, ps0 = heads[0]["iop"], heads[0]["ps"]
+    for (p, ds), h in zip(items[1:], heads[1:]):
         if (int(ds.Rows), int(ds.Columns)) != shape0:
-            raise DicomSeriesError(f"{p}: Rows x Columns {(int(ds.Rows), int(ds.Columns))} != {shape0} of {p0.name}")
-        if np.abs(_f(ds.ImageOrientationPatient, 6) - iop0).max() > 1e-4:
-            raise DicomSeriesError(f"{p}: ImageOrientationPatient differs from {p0.name}")
-        if np.abs(_f(ds.PixelSpacing, 2) - ps0).max() > 1e-4:
-            raise DicomSeriesError(f"{p}: PixelSpacing differs from {p0.name}")
+            raise DicomSeriesError(f"{name(p)}: Rows x Columns {(int(ds.Rows), int(ds.Columns))} != {shape0} of {p0.name}")
+        if np.abs(h["iop"] - iop0).max() > 1e-4:
+            raise DicomSeriesError(f"{name(p)}: ImageOrientationPatient differs from {p0.name}")
+        if np.abs(h["ps"] - ps0).max() > 1e-4:
+            raise DicomSeriesError(f"{name(p)}: PixelSpacing differs from {p0.name}")
     row_dir, col_dir = iop0[:3] / np.linalg.norm(iop0[:3]), iop0[3:] / np.linalg.norm(iop0[3:])
     normal = np.cross(row_dir, col_dir)
-    ipp = np.stack([_f(ds.ImagePositionPatient, 3) for _, ds in items])
+    ipp = np.stack([h["ipp"] for h in heads])
     proj = ipp @ normal
     order = np.argsort(proj, kind="stable")
-    items, ipp, proj = [items[i] for i in order], ipp[order], proj[order]
+    items, heads, ipp, proj = [items[i] for i in order], [heads[i] for i in order], ipp[order], proj[order]
     n = len(items)
+    slots = list(range(n))  # volume slice -> file index, None for a padded gap slice
+    positions = proj.tolist()
     if n > 1:
         d = np.diff(proj)
         dup = np.flatnonzero(d < 1e-3)
         if dup.size:
             i = dup[0]
-            raise DicomSeriesError(f"{folder}: duplicate slice position {proj[i]:.3f} mm in {items[i][0].name} "
+            raise DicomSeriesError(f"{name(folder)}: duplicate slice position {proj[i]:.3f} mm in {items[i][0].name} "
                                    f"and {items[i + 1][0].name} ({dup.size} duplicate(s))")
         dz = float(np.median(d))
+        slots, positions = _check_gaps(d, dz, proj, items, skipped, gaps, name(folder), warn)
         tol = max(0.01, 0.01 * dz)
-        if np.abs(d - dz).max() > tol:
-            msg = (f"{folder}: uneven slice spacing (steps {d.min():.3f}..{d.max():.3f} mm, median {dz:.3f}); "
+        even = d[d <= 1.5 * dz]
+        if np.abs(even - dz).max() > tol:
+            msg = (f"{name(folder)}: uneven slice spacing (steps {even.min():.3f}..{even.max():.3f} mm, median {dz:.3f}); "
                    "the affine uses the median step")
             warn.append(msg); _log.warning(msg)
         inplane = (ipp - ipp[0]) - np.outer(proj - proj[0], normal)
         if np.abs(inplane).max() > 0.1 * float(ps0.min()):
-            msg = f"{folder}: slice positions drift in-plane (gantry tilt?); the affine assumes no tilt"
+            msg = f"{name(folder)}: slice positions drift in-plane (gantry tilt?); the affine assumes no tilt"
             warn.append(msg); _log.warning(msg)
     else:
         dz = float(items[0][1].get("SliceThickness", 1.0) or 1.0)
-    vol = np.empty((n,) + shape0, dtype=np.int16)
+    vol = np.full((len(slots),) + shape0, HU_AIR, dtype=np.int16)
     def fill(k):
-        p, ds = items[k]
-        vol[k] = _slice_hu(ds, p)
+        i = slots[k]
+        if i is not None: vol[k] = _slice_hu(items[i][1], name(items[i][0]), heads[i]["slope"], heads[i]["inter"])
     if threads > 1 and n > 1:
-        with ThreadPoolExecutor(threads) as ex: list(ex.map(fill, range(n)))
+        with ThreadPoolExecutor(threads) as ex: list(ex.map(fill, range(len(slots))))
     else:
-        for k in range(n): fill(k)
+        for k in range(len(slots)): fill(k)
     spacing = (dz, float(ps0[0]), float(ps0[1]))
-    geom = dict(affine=geometry_affine(ipp[0], iop0, spacing), sop_uids=[str(ds.SOPInstanceUID) for _, ds in items],
-                spacing=spacing, origin=ipp[0].tolist(), orientation=iop0.tolist(), positions=proj.tolist(),
+    geom = dict(affine=geometry_affine(ipp[0], iop0, spacing),
+                sop_uids=["" if i is None else str(items[i][1].SOPInstanceUID) for i in slots],
+                spacing=spacing, origin=ipp[0].tolist(), orientation=iop0.tolist(), positions=positions,
                 study_uid=str(d0.get("StudyInstanceUID", "")), series_uid=str(d0.get("SeriesInstanceUID", "")),
-                warnings=warn)
+                warnings=warn, skipped=skipped, filled=[k for k, i in enumerate(slots) if i is None])
     return vol, geom

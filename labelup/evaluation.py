@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .core import get_logger, load_volume
+from .core import UsageError, get_logger, load_volume
 
 # %% auto #0
-__all__ = ['STRUCTURE_26', 'label_components', 'match_components', 'match_pes', 'dice', 'detection_scores', 'truth_kind',
-           'truth_studies', 'evaluate_dirs', 'results_jsonable']
+__all__ = ['STRUCTURE_26', 'NIFTI_SUFFIXES', 'SIDECAR_SUFFIXES', 'label_components', 'match_components', 'match_pes', 'dice',
+           'detection_scores', 'nifti_stem', 'scan_masks', 'read_volume', 'prediction_mask', 'reference_mask',
+           'check_grid', 'truth_kind', 'truth_studies', 'known_studies', 'evaluate_dirs', 'results_jsonable']
 
 # %% ../nbs/03_evaluation.ipynb #9dedde7e
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity in 3D
@@ -25,10 +26,16 @@ def _ratio(num: float, den: float) -> float:
     "num / den, or NaN when den == 0 (undefined; see the 0/0 note)."
     return float(num) / float(den) if den else float("nan")
 
+def _check_finite(a: np.ndarray):
+    "Raise ValueError when a float array holds NaN or infinite values (`NaN != 0` would make them foreground)."
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise ValueError(f"mask holds {a.size - np.count_nonzero(np.isfinite(a))} NaN or infinite values")
+
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     "3D connected components (26-connectivity) of a binary mask `vol[z, y, x]` (non-zero = foreground)."
     mask = np.asarray(mask)
     if mask.ndim != 3: raise ValueError(f"expected a 3D mask vol[z, y, x], got shape {mask.shape}")
+    _check_finite(mask)
     lab, n = ndimage.label(mask != 0, structure=STRUCTURE_26)
     return lab, int(n)
 
@@ -57,7 +64,8 @@ def dice(pred: np.ndarray, # predicted mask (non-zero = foreground)
          ref: np.ndarray,  # reference mask (non-zero = foreground)
         ) -> float:
     "Voxel Dice 2|P∩R| / (|P| + |R|); NaN when both masks are empty (undefined)."
-    p, r = np.asarray(pred) != 0, np.asarray(ref) != 0
+    pred, ref = np.asarray(pred), np.asarray(ref); _check_finite(pred); _check_finite(ref)
+    p, r = pred != 0, ref != 0
     if p.shape != r.shape: raise ValueError(f"shape mismatch: pred {p.shape} vs ref {r.shape}")
     return _ratio(2 * np.count_nonzero(p & r), np.count_nonzero(p) + np.count_nonzero(r))
 
@@ -66,31 +74,108 @@ def detection_scores(tp: int, fp: int, fn: int) -> dict:
     return dict(sensitivity=_ratio(tp, tp + fn), ppv=_ratio(tp, tp + fp), f1=_ratio(2 * tp, 2 * tp + fp + fn))
 
 # %% ../nbs/03_evaluation.ipynb #e26cd31a
-def _mask_files(folder: Path) -> dict[str, Path]:
-    "`<name>.nii.gz` masks in a folder, keyed by name (probability maps `*_prob` excluded)."
-    out = {}
-    for p in sorted(Path(folder).glob("*.nii.gz")):
-        name = p.name[: -len(".nii.gz")]
-        if name.startswith(".") or name.endswith("_prob"): continue
-        out[name] = p
-    return out
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+SIDECAR_SUFFIXES = (".json",)   # the records `labelup segment` and `labelup pseudo-label` write beside each mask
 
+def nifti_stem(name: str) -> str | None:
+    "'s1.nii.gz' and 's1.nii' -> 's1'; None for a name that is not a NIfTI file."
+    for suf in NIFTI_SUFFIXES:
+        if name.endswith(suf) and len(name) > len(suf): return name[: -len(suf)]
+    return None
+
+def scan_masks(folder) -> tuple[dict[str, Path], list[str]]:
+    "`<name>.nii[.gz]` masks of a folder keyed by name, and the unknown files (neither a mask nor a sidecar)."
+    masks, unknown = {}, []
+    for p in sorted(Path(folder).iterdir()):
+        if p.name.startswith(".") or not p.is_file(): continue   # hidden/temporary files; subfolders (iterations/)
+        stem = nifti_stem(p.name)
+        if stem is None:
+            if not p.name.endswith(SIDECAR_SUFFIXES): unknown.append(p.name)
+        elif stem.endswith("_prob"): continue                   # probability maps (`segment --probabilities`)
+        elif stem in masks:
+            raise UsageError(f"{folder}: two files for study {stem}: {masks[stem].name} and {p.name}; remove one")
+        else: masks[stem] = p
+    return masks, unknown
+
+# %% ../nbs/03_evaluation.ipynb #c26ae2c6
+def read_volume(path, what: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
+    "`load_volume` for user files: `(vol[z, y, x], affine)`, or a one-line UsageError when not a readable 3D NIfTI."
+    import nibabel as nib
+    try:
+        shape = nib.load(str(path)).shape
+        if len(shape) == 3: return load_volume(path)
+    except Exception as e:
+        raise UsageError(f"{what} {path}: not a readable NIfTI file ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from None
+    raise UsageError(f"{what} {path}: expected a 3D volume, got shape {tuple(shape)}")
+
+def _values(v: np.ndarray) -> str: return f"dtype {v.dtype}, min {float(v.min()):g}, max {float(v.max()):g}"
+
+def _n_bad(v: np.ndarray) -> int: return int(v.size - np.count_nonzero(np.isfinite(v)))
+
+def prediction_mask(vol: np.ndarray, # a prediction vol[z, y, x] as read from its file
+                    name,            # its file, named in errors
+                    threshold: float | None = None, # probability maps: voxels >= threshold are PE
+                   ) -> np.ndarray:
+    "Boolean PE mask of a prediction: a binary mask as it is, a map thresholded; UsageError otherwise."
+    v = np.asarray(vol)
+    if v.dtype.kind not in "buif": raise UsageError(f"prediction {name}: unsupported voxel type {v.dtype}")
+    if v.dtype.kind == "f" and _n_bad(v):
+        raise UsageError(f"prediction {name}: {_n_bad(v)} voxels are NaN or infinite; a prediction must hold finite values")
+    if threshold is not None: return v >= threshold
+    if v.dtype.kind == "b": return v
+    if v.size and (v.min() < 0 or v.max() > 1 or (v.dtype.kind == "f" and np.count_nonzero((v != 0) & (v != 1)))):
+        raise UsageError(f"prediction {name}: not a binary mask ({_values(v)}); for a probability map pass threshold=T "
+                         "(CLI: --threshold T) to count voxels >= T as PE")
+    return v != 0
+
+def reference_mask(vol: np.ndarray, # a reference vol[z, y, x] as read from its file
+                   name,            # its file, named in errors
+                  ) -> np.ndarray:
+    "Boolean PE mask of a reference (non-zero = PE); UsageError unless its values are finite whole numbers."
+    v = np.asarray(vol)
+    if v.dtype.kind not in "buif": raise UsageError(f"reference {name}: unsupported voxel type {v.dtype}")
+    if v.dtype.kind == "f":
+        if _n_bad(v): raise UsageError(f"reference {name}: {_n_bad(v)} voxels are NaN or infinite")
+        if np.count_nonzero(v != np.trunc(v)):
+            raise UsageError(f"reference {name}: not a mask ({_values(v)}, fractional values); a reference marks PE "
+                             "voxels with non-zero whole numbers")
+    return v != 0
+
+def _aff(a) -> str: return str(np.round(np.asarray(a, dtype=float), 4).tolist())
+
+def check_grid(name, shape, affine,               # the prediction's file, shape (z, y, x) and affine
+               ref_name, ref_shape, ref_affine,   # the same for its reference
+               atol: float = 1e-3,                # affine tolerance (mm)
+              ):
+    "UsageError naming both files and grids unless the prediction has its reference's shape and affine (within `atol`)."
+    if tuple(shape) != tuple(ref_shape):
+        raise UsageError(f"prediction {name}: shape (z, y, x) {tuple(shape)} differs from the reference's "
+                         f"{tuple(ref_shape)} ({ref_name}); a prediction must be on its reference's grid")
+    d = float(np.abs(np.asarray(affine, dtype=float) - np.asarray(ref_affine, dtype=float)).max())
+    if not d <= atol:
+        raise UsageError(f"prediction {name}: affine {_aff(affine)} differs from the reference's {_aff(ref_affine)} "
+                         f"({ref_name}) by up to {d:.3g} mm (tolerance {atol:g} mm); a prediction must be on its reference's grid")
+
+# %% ../nbs/03_evaluation.ipynb #c428d142
 def truth_kind(truth_dir) -> str:
     "'cache' when `truth_dir` is a prepare cache (`<Study>/boxes.nii.gz` or `index.csv`), else 'masks'."
     t = Path(truth_dir)
-    if not t.is_dir(): raise FileNotFoundError(f"truth folder not found: {t}")
+    if not t.is_dir(): raise UsageError(f"truth folder not found: {t}")
     if (t / "index.csv").exists() or any(t.glob("*/boxes.nii.gz")): return "cache"
     return "masks"
+
+def _cache_index(t: Path):
+    import pandas as pd
+    return pd.read_csv(t / "index.csv", dtype={"StudyInstanceUID": str})
 
 def truth_studies(truth_dir, include_negatives: bool = False) -> dict[str, Path | None]:
     "Reference studies -> reference file (None: an empty reference, a negative exam)."
     t = Path(truth_dir)
-    if truth_kind(t) == "masks": return _mask_files(t)
+    if truth_kind(t) == "masks": return scan_masks(t)[0]
     out: dict[str, Path | None] = {}
-    idx = t / "index.csv"
-    if idx.exists():
-        import pandas as pd
-        df = pd.read_csv(idx, dtype={"StudyInstanceUID": str})
+    if (t / "index.csv").exists():
+        df = _cache_index(t)
         for _, r in df.iterrows():
             s = r["StudyInstanceUID"]; f = t / s / "boxes.nii.gz"
             has = bool(r["has_boxes"]) if "has_boxes" in df.columns else f.exists()
@@ -100,51 +185,85 @@ def truth_studies(truth_dir, include_negatives: bool = False) -> dict[str, Path 
         for f in sorted(t.glob("*/boxes.nii.gz")): out[f.parent.name] = f
     return dict(sorted(out.items()))
 
-def _ref_grid(truth_dir, study) -> tuple[tuple, np.ndarray]:
-    "Shape and affine of a cache study's image (for negative exams without a boxes file)."
-    import nibabel as nib
-    img = nib.load(str(Path(truth_dir) / study / "image.nii.gz"))
-    return tuple(img.shape[::-1]), img.affine
+def known_studies(truth_dir) -> set[str]:
+    "Every study the reference knows, scored or not: a masks folder's masks; a cache's index and study folders."
+    t = Path(truth_dir)
+    if truth_kind(t) == "masks": return set(scan_masks(t)[0])
+    out = {d.name for d in t.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    if (t / "index.csv").exists(): out |= set(_cache_index(t)["StudyInstanceUID"])
+    return out
 
-def evaluate_dirs(pred_dir,                 # folder of `<name>.nii.gz` predicted masks
+def _ref_grid(truth_dir, study) -> tuple[tuple, np.ndarray, Path]:
+    "Shape, affine and file of a cache study's image (for negative exams without a boxes file)."
+    import nibabel as nib
+    f = Path(truth_dir) / study / "image.nii.gz"
+    try: img = nib.load(str(f))
+    except Exception as e:
+        raise UsageError(f"reference image {f} (the grid of negative exam {study}): not readable "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    return tuple(img.shape[::-1]), img.affine, f
+
+# %% ../nbs/03_evaluation.ipynb #1b3684ed
+def _preview(names: list, k: int = 5) -> str:
+    return ", ".join(map(str, names[:k])) + (f", ... ({len(names)} in all)" if len(names) > k else "")
+
+def _check_threshold(threshold) -> float | None:
+    if threshold is None: return None
+    try: t = float(threshold)
+    except (TypeError, ValueError): raise UsageError(f"threshold must be a number, got {threshold!r}") from None
+    if not math.isfinite(t): raise UsageError(f"threshold must be a finite number, got {threshold!r}")
+    return t
+
+def evaluate_dirs(pred_dir,                 # folder of `<name>.nii.gz` / `<name>.nii` predicted masks
                   truth_dir,                # folder of `<name>.nii.gz` true masks, or a prepare cache (boxes)
                   studies: list[str] | None = None, # restrict to these studies (default: every reference study)
                   include_negatives: bool = False,  # cache truth only: add negative exams with an empty reference
+                  threshold: float | None = None,   # probability maps: voxels >= threshold are PE (None: binary masks only)
                   atol: float = 1e-3,       # affine tolerance (mm)
                  ) -> dict:
     "PE-level TP/FP/FN summed over studies, sensitivity, PPV, F1, voxel Dice (true masks) and a per-study table."
     import pandas as pd
     log = get_logger("labelup.evaluation")
+    threshold = _check_threshold(threshold)
+    pdir = Path(pred_dir)
+    if not pdir.is_dir(): raise UsageError(f"prediction folder not found: {pdir}")
     kind = truth_kind(truth_dir)
     # studies named explicitly may include negative exams of a cache: they are scored with an empty reference
     refs = truth_studies(truth_dir, include_negatives=include_negatives or studies is not None)
     if studies is not None:
         missing = [s for s in studies if s not in refs]
-        if missing: raise KeyError(f"{len(missing)} requested studies have no reference in {truth_dir}: {missing[:5]}")
+        if missing: raise UsageError(f"{len(missing)} requested studies have no reference in {truth_dir}: {missing[:5]}")
         refs = {s: refs[s] for s in studies}
-    preds = _mask_files(pred_dir) if Path(pred_dir).is_dir() else {}
+    elif not refs:
+        raise UsageError(f"no reference studies in {truth_dir}" + (": no study has boxes (include_negatives=True, CLI "
+                         "--include-negatives, scores the negative exams)" if kind == "cache" else ": no <name>.nii.gz masks"))
+    preds, unknown = scan_masks(pdir)
+    if refs and not any(s in preds for s in refs):
+        raise UsageError(f"none of the {len(refs)} studies scored has a prediction in {pdir} ({len(preds)} masks there"
+                         f"{': ' + _preview(list(preds)) if preds else ''}); is it the right prediction folder?")
+    unmatched = sorted(set(preds) - known_studies(truth_dir))
+    if unknown: log.warning(f"{pdir}: {len(unknown)} unknown files ignored (not a <name>.nii[.gz] mask): {_preview(unknown)}")
+    if unmatched: log.warning(f"{pdir}: {len(unmatched)} predictions for studies absent from the reference {truth_dir}, "
+                              f"not scored: {_preview(unmatched)}")
     rows, n_missing = [], 0
     inter = psum = rsum = 0
     for s, rf in refs.items():
         if rf is None:
-            shape, raff = _ref_grid(truth_dir, s); ref = np.zeros(shape, np.uint8)
+            shape, raff, rf = _ref_grid(truth_dir, s); ref = np.zeros(shape, bool)
         else:
-            ref, raff = load_volume(rf)
+            rv, raff = read_volume(rf, "reference"); ref = reference_mask(rv, rf)
         if s in preds:
-            pred, paff = load_volume(preds[s])
-            if pred.shape != ref.shape:
-                raise ValueError(f"study {s}: prediction shape {pred.shape} != reference shape {ref.shape}")
-            if not np.allclose(paff, raff, atol=atol):
-                raise ValueError(f"study {s}: prediction affine differs from the reference affine")
+            pv, paff = read_volume(preds[s])
+            check_grid(preds[s], pv.shape, paff, rf, ref.shape, raff, atol)
+            pred = prediction_mask(pv, preds[s], threshold)
         else:
             n_missing += 1
-            log.warning(f"study {s}: no prediction in {pred_dir}; counted as an empty prediction")
-            pred = np.zeros(ref.shape, np.uint8)
+            log.warning(f"study {s}: no prediction in {pdir}; counted as an empty prediction")
+            pred = np.zeros(ref.shape, bool)
         m = match_pes(pred, ref)
         row = dict(study=s, **m, missing=s not in preds)
         if kind == "masks":
-            p, r = pred != 0, ref != 0
-            i, ps, rs = int(np.count_nonzero(p & r)), int(np.count_nonzero(p)), int(np.count_nonzero(r))
+            i, ps, rs = int(np.count_nonzero(pred & ref)), int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
             inter += i; psum += ps; rsum += rs
             row["dice"] = _ratio(2 * i, ps + rs)
         rows.append(row)
@@ -152,7 +271,7 @@ def evaluate_dirs(pred_dir,                 # folder of `<name>.nii.gz` predicte
                          + (["dice"] if kind == "masks" else []))
     tp, fp, fn = (int(table[c].sum()) for c in ("tp", "fp", "fn"))
     res = dict(tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn), n_studies=len(rows), n_missing=n_missing,
-               truth_kind=kind)
+               truth_kind=kind, threshold=threshold, unmatched_predictions=unmatched, unknown_files=unknown)
     if kind == "masks":
         res["dice"] = _ratio(2 * inter, psum + rsum)
         res["dice_mean"] = float(table["dice"].mean()) if table["dice"].notna().any() else float("nan")
