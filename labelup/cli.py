@@ -461,6 +461,7 @@ def cli_bench_student(argv: list[str]) -> int:
 
 def cli_reproduce(argv=None) -> int:
     "`labelup reproduce`"
+    import time
     from labelup.paper.reproduce import reproduce
     p = argparse.ArgumentParser(prog="labelup reproduce", description=
         "Regenerate every table and figure of the paper by running the notebooks with papermill.")
@@ -470,7 +471,16 @@ def cli_reproduce(argv=None) -> int:
     add_profile_args(p, example="classifier.iterations=100")
     p.add_argument("--notebooks", nargs="*", default=None, help="only these result notebooks")
     p.add_argument("--nbs", default=None, help="folder of the project's notebooks")
+    p.add_argument("--quiet", action="store_true", help="no cell progress bar (one line per notebook is still printed)")
     a = p.parse_args(argv)
-    out = reproduce(a.profile, a.out, a.data, a.force, a.device, a.overrides, a.notebooks, a.nbs)
-    print(f"results: {out / 'results' / 'README.md'}")
+    t0 = time.time()
+    def on_stage(ev):
+        head = f"[{ev['index']}/{ev['total']}] {ev['notebook']} ({ev['what']})"
+        if ev["status"] == "running": print(f"{head}: running ... ({time.time() - t0:.0f} s so far)", flush=True)
+        elif ev["status"] == "done": print(f"{head}: done in {ev['seconds']:.0f} s", flush=True)
+        else: print(f"{head}: done earlier, reused", flush=True)
+    out = reproduce(a.profile, a.out, a.data, a.force, a.device, a.overrides, a.notebooks, a.nbs,
+                    progress=not a.quiet, on_stage=on_stage)
+    print(f"results: {Path(a.out or Path('runs') / a.profile) / 'results' / 'README.md'} ({time.time() - t0:.0f} s in all; "
+          "per-notebook times in results/timings.json)")
     return 0

@@ -47,7 +47,7 @@ def test_wheel_contents_and_metadata(wheel):
         meta_name = next(n for n in names if n.endswith(".dist-info/METADATA"))
         meta = email.message_from_bytes(z.read(meta_name))
         eps = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    mods = sorted(p.name for p in (ROOT / "labelup").glob("*.py"))
+    mods = sorted(p.relative_to(ROOT / "labelup").as_posix() for p in (ROOT / "labelup").rglob("*.py") if "__pycache__" not in p.parts)
     assert sorted(n.split("/", 1)[1] for n in names if n.startswith("labelup/") and n.endswith(".py")) == mods
     assert not any(n.startswith(("nbs/", "tests/", "tools/")) for n in names)
     assert re.search(r"^labelup\s*=\s*labelup\.cli:run", eps, flags=re.M), eps

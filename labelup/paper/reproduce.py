@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, shutil, time
 from pathlib import Path
 
-from ..core import RunLayout, get_profile, get_logger, write_text_atomic, atomic_path
+from ..core import RunLayout, write_json_atomic, get_profile, get_logger, write_text_atomic, atomic_path
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'find_notebooks', 'reproduce', 'write_results_readme']
@@ -42,7 +42,8 @@ def reproduce(profile: str = "smoke", # profile name
               overrides: list | None = None, # profile overrides, e.g. ["classifier.iterations=100"]
               notebooks: list | None = None, # subset of RESULT_NOTEBOOKS names
               nbs=None, # folder holding the notebooks
-              progress: bool = True,
+              progress: bool = True, # papermill's cell bar
+              on_stage=None, # callable(event: dict) at each notebook's start and end (the CLI prints one line each)
              ) -> Path:
     "Run the result notebooks with papermill into `out` and write `out/results/README.md`."
     import papermill as pm
@@ -57,19 +58,25 @@ def reproduce(profile: str = "smoke", # profile name
     params = dict(profile=profile, run_dir=str(out), data_root=str(data_root) if data_root else None,
                   device=device, overrides=list(overrides or []))
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    timings = {}
-    for name in todo:
+    write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
+                      data="phantom" if data_root is None else Path(data_root).name))
+    timings, what = {}, dict(RESULT_NOTEBOOKS)
+    for i, name in enumerate(todo, 1):
         dst = out / "notebooks" / f"{name}.ipynb"
+        ev = dict(index=i, total=len(todo), notebook=name, what=what[name])
         if dst.exists() and not force:
-            get_logger().info(f"{name}: done earlier, reused ({dst})"); continue
+            if on_stage: on_stage({**ev, "status": "reused"})
+            continue
+        if on_stage: on_stage({**ev, "status": "running"})
         t0 = time.time()
         with atomic_path(dst) as tmp:
             pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters=params, cwd=str(nbs),
-                                progress_bar=progress, kernel_name="python3", language="python", log_output=False)
+                                progress_bar=progress, kernel_name="python3", language="python", log_output=False,
+                                extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
         timings[name] = round(time.time() - t0, 1)
+        if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
     tfile = out / "results" / "timings.json"
     old = json.loads(tfile.read_text()) if tfile.exists() else {}
-    from labelup.core import write_json_atomic
     write_json_atomic(tfile, {**old, **timings})
     write_results_readme(out, profile)
     return out
@@ -111,9 +118,19 @@ def write_results_readme(out, profile: str) -> Path:
     "Write `out/results/README.md` from the tables, figures and claims found in `out/results`."
     res = RunLayout(out).results
     res.mkdir(parents=True, exist_ok=True)
+    run = json.loads((res / "run.json").read_text()) if (res / "run.json").exists() else {}
+    data = run.get("data", "phantom")
+    data_txt = ("the synthetic CTPA phantom (`labelup phantom`), not patients: it shows whether the method works, "
+                "not how well it does on RSPECT" if data == "phantom" else f"the RSPECT-layout data in `{data}`")
     L = [f"# labelup results: profile `{profile}`", "",
-         f"Every number below was produced by `labelup reproduce --profile {profile}` in this folder's run. "
-         "Rows labelled *paper* are the values printed in Condrea et al. (RSPECT data, GPUs); the others are ours.", ""]
+         f"**Profile** `{profile}`{' with ' + ', '.join(run['overrides']) if run.get('overrides') else ''}; "
+         f"**data**: {data_txt}.", ""]
+    if profile == "smoke":
+        L += ["> **Smoke numbers are noise.** The smoke profile trains each network for seconds on a handful of small "
+              "studies, so it checks that every stage runs and writes its outputs; its scores and the claims table say "
+              "nothing about the method. The `synthetic` profile is the meaningful check.", ""]
+    L += [f"Every number below was produced by `labelup reproduce --profile {profile}` in this folder's run. "
+          "Rows labelled *paper* are the values printed in Condrea et al. (RSPECT data, GPUs); the others are ours.", ""]
     claims = []
     for f in sorted(res.glob("claims_*.json")): claims += json.loads(f.read_text())
     if claims:
@@ -123,7 +140,7 @@ def write_results_readme(out, profile: str) -> Path:
     for stem, title in TABLES:
         md = res / f"{stem}.md"
         L += [f"## {title}", ""]
-        L += [md.read_text().strip() if md.exists() else "_not produced in this run_", ""]
+        L += [md.read_text().strip() if md.exists() else "_not produced in this run_ (its notebook did not write it: see that notebook's output in `notebooks/`)", ""]
     figs = sorted(res.glob("*.png"))
     if figs:
         L += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs] + [""]
