@@ -361,6 +361,8 @@ def prepare(root,                 # RSPECT-layout root: train/<Study>/<Series>/<
     root, out = Path(root), Path(out)
     train = root / "train"
     if not train.is_dir(): raise FileNotFoundError(f"{root}: no train/ folder (expected ROOT/train/<Study>/<Series>/<SOP>.dcm)")
+    if not any(p.is_dir() or p.is_symlink() for p in train.iterdir()):
+        raise FileNotFoundError(f"{train}: no study folders (expected ROOT/train/<Study>/<Series>/<SOP>.dcm)")
     if gaps not in GAPS: raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
     out.mkdir(parents=True, exist_ok=True)
     sweep_cache_temporaries(out)

@@ -54,3 +54,13 @@ def test_labels_missing_columns_message(tmp_path):
     pd.DataFrame({"StudyInstanceUID": ["a"], "SeriesInstanceUID": ["b"], "SOPInstanceUID": ["c"]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(ValueError, match=r"t.csv: missing column\(s\) \['pe_present_on_image'\]"):
         D.read_labels(tmp_path / "t.csv")
+
+
+@pytest.mark.parametrize("layout", ["no train folder", "empty train folder"])
+def test_prepare_on_a_wrong_root_is_one_line(tmp_path, capsys, layout):
+    "A folder that is not an RSPECT-layout root: one line naming it, exit 2, no traceback."
+    (tmp_path / "root").mkdir(); (tmp_path / "root" / "train.csv").write_text("StudyInstanceUID\n")
+    if layout == "empty train folder": (tmp_path / "root" / "train").mkdir()
+    assert main(["prepare", str(tmp_path / "root"), "--out", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labelup prepare: error: ") and err.count("\n") == 1 and "train" in err, err

@@ -106,3 +106,26 @@ def test_scale_out_guide_uses_real_options(capsys):
             helptext = capsys.readouterr().out
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
                 assert flag in helptext, f"{md.name}: `labelup {cmd}` has no option {flag}"
+
+
+def test_docs_check_catches_planted_defects(tmp_path):
+    "The docs check fails on a raw pipe table, an absolute path and a figure with a flat panel, and passes a clean page."
+    import numpy as np
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import check_docs as cd
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+    ax[0].imshow(np.random.default_rng(0).random((32, 32)), cmap="gray"); ax[1].imshow(np.zeros((32, 32)), cmap="gray")
+    fig.savefig(tmp_path / "flat.png"); plt.close(fig)
+    fig, ax = plt.subplots(1, 2, figsize=(6, 3))
+    for a in ax: a.imshow(np.random.default_rng(1).random((32, 32)), cmap="gray")
+    fig.savefig(tmp_path / "ok.png"); plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4, 3)); ax.plot([0, 1], [0, 1]); fig.savefig(tmp_path / "line.png"); plt.close(fig)
+    bad = ("<p>| claim | paper |</p><p>|\u2014|\u2014|</p><p>Fig. 3: /work/me/runs/synthetic/results/fig3.png</p>"
+           '<img src="flat.png">')
+    probs = cd.content_problems(bad, tmp_path)
+    assert any("raw `|` text" in p for p in probs) and any("absolute path" in p for p in probs), probs
+    assert any("flat.png: 1 panel" in p for p in probs), probs
+    good = ('<table><tr><td>a</td></tr></table><pre>| a | b |\n|---|---|</pre><p>see runs/synthetic/results</p>'
+            '<img src="ok.png"><img src="line.png">')
+    assert cd.content_problems(good, tmp_path) == []

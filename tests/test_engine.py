@@ -121,3 +121,14 @@ def test_sigkill_and_resume(tmp_path):
     a = load_checkpoint(tmp_path / "full" / "final_rank0.pt")["params"]
     b = load_checkpoint(tmp_path / "cut" / "final_rank0.pt")["params"]
     assert torch.equal(a, b)
+
+
+def test_full_disk_names_the_checkpoint(tmp_path, monkeypatch):
+    "A write that fails half-way (torch reports a full disk as `basic_ios::clear`) names the file and leaves nothing."
+    from labelup.engine import save_checkpoint
+    def full(obj, f, *a, **k):
+        open(f, "wb").write(b"half"); raise RuntimeError("[enforce fail at inline_container.cc] . PytorchStreamWriter failed writing file: basic_ios::clear: iostream error")
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=r"model\.pt: could not write the checkpoint .* MiB free"):
+        save_checkpoint(tmp_path / "model.pt", {"w": torch.zeros(2)})
+    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from labelup.core import get_profile, load_volume, save_volume
+from labelup.core import file_hash, get_profile, load_volume, save_volume
 from labelup.student import (build_student, load_student, segment_studies, segmentation_loss, train_student,
                              read_study)
 from labelup.data import list_studies
@@ -71,3 +71,14 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
         assert pr.shape == img.shape
         np.testing.assert_array_equal(pm, (pr >= get_profile("smoke", TINY).student.threshold).astype(np.uint8))  # mask = thresholded map
         assert json.loads((tmp_path / "pred" / f"{s}.json").read_text())["study"] == s
+    # another student into the same prediction folder: refused with a message naming both checkpoints; --force redoes it
+    from labelup.core import UsageError
+    other = train_student(root / "cache", root / "masks", tmp_path / "seg2", get_profile("smoke", TINY + ["student.iterations=4"]),
+                          names, device="cpu")
+    with pytest.raises(UsageError, match="holds predictions of another checkpoint"):
+        segment_studies(root / "cache", other, tmp_path / "pred", None, studies=names, device="cpu")
+    recs = segment_studies(root / "cache", other, tmp_path / "pred", None, studies=names, device="cpu", force=True)
+    assert {r["checkpoint"] for r in recs} == {file_hash(other)}
+    # and the student's folder refuses other settings unless forced
+    with pytest.raises(UsageError, match="student.iterations"):
+        train_student(root / "cache", root / "masks", tmp_path / "seg2", p, names, device="cpu")

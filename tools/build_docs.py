@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The table of contents: (caption, notebook/page name patterns). First match wins; anything not matched
 # lands in "More" so a new notebook is never silently missing from the site.
 SECTIONS = [
-    ("Data: DICOM, labels, the cache", ["00_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*"]),
+    ("Data: DICOM, labels, the cache", ["docs/data", "00_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*"]),
     ("Stage 1: slice classifier", ["05_*", "06_*"]),
     ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "10_*"]),
     ("Stage 3: the segmentation student", ["11_*", "12_*"]),
@@ -167,6 +167,9 @@ def write_book(src: Path, pages: list[str], root_page: str, title: str):
         # is read offline and the browser check has no network.
         "sphinx": {"extra_extensions": ["sphinx-mathjax-offline"], "config": {"suppress_warnings": ["myst.header", "mystnb.unknown_mime_type", "misc.highlighting_failure"],
                               "nb_merge_streams": True, "html_show_sourcelink": False,
+                              # text/markdown outputs (the landing page's tables) parsed as MyST, which has tables;
+                              # myst-nb's default, CommonMark, has none and showed them as raw `|` text
+                              "nb_render_markdown_format": "myst",
                               "html_theme_options": {"show_toc_level": 2, "navigation_with_keys": False}}},
     }
     (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -274,10 +277,12 @@ def build(out: str | Path = ROOT / "_docs", work: str | Path = ROOT / "_build" /
         readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").exists() else "# labelup\n"
         (src / "index.md").write_text(readme)
         pages.insert(0, "index"); manifest["index"] = {"title": "labelup", "api": [], "images": 0, "section": ""}
-    for md in sorted((ROOT / "docs").glob("*.md")) if (ROOT / "docs").exists() else []:
-        name = f"docs/{md.stem}"
+    extra_md = sorted((ROOT / "docs").glob("*.md")) if (ROOT / "docs").exists() else []
+    if (ROOT / "data" / "README.md").exists(): extra_md.append(ROOT / "data" / "README.md")   # how to obtain RSPECT
+    for md in extra_md:
+        name = f"docs/{md.stem if md.parent.name == 'docs' else 'data'}"
         (src / "docs").mkdir(exist_ok=True)
-        shutil.copy2(md, src / "docs" / md.name)
+        shutil.copy2(md, src / f"{name}.md")
         title = next((l[2:].strip() for l in md.read_text().splitlines() if l.startswith("# ")), md.stem)
         pages.append(name); manifest[name] = {"title": title, "api": [], "images": 0, "section": _section(name)}
     res = _results_dir(results)

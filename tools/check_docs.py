@@ -58,6 +58,51 @@ def _text(dom: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", dom))
 
 
+_PIPE_TABLE = re.compile(r"\|\s*(?:-{3,}|\u2014+|:?-+:?)\s*\|")   # a `|---|` row (or its `|—|` smart-dash form) left as text
+_ABS_PATH = re.compile(r"(?<![\w.~-])/(?:tmp|home|root|work|Users|mnt|private|var/folders|scratch)/[\w.-]+")
+
+
+def flat_panels(png: Path, min_side: int = 24) -> int:
+    """How many panels of a figure are one flat colour: each image area (a block of rows and columns that are at
+    least 90% non-white, found between white gutters) whose pixels all have the same colour."""
+    import numpy as np
+    from matplotlib import image as mpimg
+    a = mpimg.imread(str(png))[..., :3]
+    a = a.astype(np.float32) / (255.0 if a.dtype == np.uint8 else 1.0)
+    ink = (a < 0.97).any(-1)                                  # not white
+    cols = ink.mean(0) > 0.05
+    n, x = 0, 0
+    while x < len(cols):                                      # vertical strips between white gutters
+        if not cols[x]: x += 1; continue
+        x0 = x
+        while x < len(cols) and cols[x]: x += 1
+        strip = ink[:, x0:x]; rows = np.nonzero(strip.mean(1) > 0.9)[0]
+        if len(rows) >= min_side and x - x0 >= min_side:
+            sub = strip[rows.min():rows.max() + 1]
+            cc = np.nonzero(sub.mean(0) > 0.9)[0]
+            if len(cc) >= min_side:
+                box = a[rows.min():rows.max() + 1, x0 + cc.min():x0 + cc.max() + 1]
+                inner = box[2:-2, 2:-2] if min(box.shape[:2]) > 8 else box   # skip the axes' frame
+                if inner.size and float(inner.reshape(-1, 3).std(0).max()) < 1e-3: n += 1
+    return n
+
+
+def content_problems(article: str, page_dir: Path) -> list[str]:
+    "What a reader would see as broken in a page's article: raw pipe tables, absolute paths, figures with flat panels."
+    problems = []
+    prose = re.sub(r"<(pre|code)\b.*?</\1>", " ", article, flags=re.S)        # code may show a table's source
+    text = _text(prose)
+    if _PIPE_TABLE.search(text): problems.append("a markdown table shown as raw `|` text (not rendered as a table)")
+    paths = sorted(set(_ABS_PATH.findall(_text(article))))
+    if paths: problems.append(f"absolute path(s) on the page: {paths[:3]}")
+    for src in re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", article):
+        f = page_dir / src.split("#")[0].split("?")[0]
+        if src.startswith(("http:", "https:", "data:")) or not f.exists() or f.suffix.lower() != ".png": continue
+        k = flat_panels(f)
+        if k: problems.append(f"figure {f.name}: {k} panel(s) of one flat colour (nothing drawn)")
+    return problems
+
+
 def check_page(site: Path, page: str, info: dict, pages: dict) -> dict:
     "Load one page in Chromium and check it; returns {page, ok, problems, n_img, n_api}."
     f = site / f"{page}.html"
@@ -78,6 +123,7 @@ def check_page(site: Path, page: str, info: dict, pages: dict) -> dict:
     for src in imgs:
         if src.startswith(("data:", "http:", "https:")): continue
         if not (f.parent / src.split("#")[0].split("?")[0]).exists(): problems.append(f"image file missing: {src}")
+    problems += content_problems(article, f.parent)
     n_math = len(re.findall(r'class="math notranslate', article))
     n_mjx = len(re.findall(r"<mjx-container", article))
     if n_math and n_mjx < n_math: problems.append(f"{n_math - n_mjx} of {n_math} formulas not typeset by MathJax")
