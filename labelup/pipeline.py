@@ -32,7 +32,7 @@ def ensure_data(run, # run folder or RunLayout
     if not (lay.data / "train.csv").exists():
         from labelup.phantom import make_phantom_dataset
         d = profile.data
-        log.info(f"generating {d.n_studies} phantom studies of shape {d.phantom_shape} in {lay.data}")
+        log.info(f"generating {d.n_studies} phantom studies of shape {d.phantom_shape} in RUN/data")
         make_phantom_dataset(lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
                              positive_fraction=d.positive_fraction)
     return lay.data
