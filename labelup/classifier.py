@@ -6,7 +6,7 @@ global **max**, exactly as the paper's section III.A; evaluated at slice level (
 
 # %% ../nbs/06_classifier.ipynb #ef66fda2
 from __future__ import annotations
-import math, time
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from torch import nn
 
 from .core import (Profile, read_checkpoint, DATA_OUTCOME, claim_output, outcome_settings, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
 from .data import slab_indices, split_studies
-from .engine import (TrainConfig, train_loop, setup_distributed, barrier,
+from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size,
                             save_checkpoint, DistInfo)
 
 # %% auto #0
@@ -200,7 +200,7 @@ def fit_classifier(bank: SliceBank,        # training slices
     torch.manual_seed(profile.data.seed)
     model = build_classifier(profile)
     aug = Augment(profile)
-    per_rank = max(1, math.ceil(c.batch_size / info.world_size))
+    per_rank = rank_batch_size(c.batch_size, info.world_size)   # batch_size is the global batch
     def batch_fn(step, rng):
         x, y = bank.sample(rng, per_rank, balanced=c.balanced)
         return aug(x, y, rng)

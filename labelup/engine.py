@@ -17,12 +17,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import atomic_path, pick_device, sweep_temporaries
+from .core import UsageError, atomic_path, pick_device, sweep_temporaries
 
 # %% auto #0
 __all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng',
            'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'train_loop']
+           'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'rank_batch_size',
+           'step_batches', 'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -172,6 +173,7 @@ class TrainConfig:
     log_every: int = 1             # CSV/progress-bar period (iterations)
     eval_every: int = 0            # call `eval_fn` every this many iterations (0: never during training)
     seed: int = 0                  # run seed (model init, batch sampling)
+    num_workers: int = 0           # DataLoader worker processes that build (and augment) the next batches
 
     @classmethod
     def from_cfg(cls, cfg, **over) -> "TrainConfig":
@@ -222,6 +224,39 @@ def _gather_rng(info: DistInfo) -> list:
     return out
 
 # %% ../nbs/05_engine.ipynb #51aaa12f
+def rank_batch_size(batch_size: int, # the global batch: the profile's `batch_size`, summed over all processes
+                    world_size: int, # processes (torchrun's WORLD_SIZE)
+                   ) -> int:
+    "This process's share of the global batch; the global batch must split evenly (so 1 and N processes train alike)."
+    if batch_size % world_size:
+        raise UsageError(f"batch_size {batch_size} does not split over {world_size} processes; choose a multiple of {world_size}")
+    return batch_size // world_size
+
+class _StepBatches(torch.utils.data.Dataset):
+    "Item i = the batch of iteration `start + i` on `rank`: a pure function of (seed, rank, step), wherever it is built."
+    def __init__(self, batch_fn, seed, rank, start, end): self.f, self.seed, self.rank, self.start, self.end = batch_fn, seed, rank, start, end
+    def __len__(self): return self.end - self.start
+    def __getitem__(self, i):
+        s = self.start + i
+        return self.f(s, step_rng(self.seed, self.rank, s))
+
+def _one_thread(_): torch.set_num_threads(1)
+
+def step_batches(batch_fn, seed: int, rank: int, start: int, end: int, num_workers: int = 0):
+    """The batches of iterations `start .. end - 1` in order. With `num_workers > 0` DataLoader worker processes build
+    (read, augment) the next batches while the network trains; each batch still depends only on (seed, rank, step), so
+    kill-and-resume stays exact and the result does not depend on the number of workers."""
+    if num_workers <= 0 or end <= start: return (batch_fn(s, step_rng(seed, rank, s)) for s in range(start, end))
+    dl = torch.utils.data.DataLoader(_StepBatches(batch_fn, seed, rank, start, end), batch_size=None, shuffle=False,
+                                     num_workers=num_workers, worker_init_fn=_one_thread, prefetch_factor=2,
+                                     generator=torch.Generator().manual_seed(int(seed)))  # leaves the global RNG (dropout) alone
+    return iter(dl)
+
+def _batch_len(batch) -> int:
+    "Samples in a batch (the first dimension of its first tensor)."
+    while isinstance(batch, (tuple, list, dict)): batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+    return int(batch.shape[0]) if hasattr(batch, "shape") and len(batch.shape) else 1
+
 def train_loop(model: nn.Module,        # the network (moved to the device, wrapped in DDP when distributed)
                batch_fn: Callable,      # batch_fn(step, rng) -> batch of iteration `step` for this rank
                loss_fn: Callable,       # loss_fn(model, batch) -> loss or (loss, {metric: value})
@@ -284,8 +319,9 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
             for old in list_checkpoints(ckpt_dir)[:-max(1, cfg.keep_ckpts)]: old.unlink(missing_ok=True)
         barrier()
 
+    batches = step_batches(batch_fn, cfg.seed, info.rank, step, end, cfg.num_workers)
     while step < end:
-        batch = to_device(batch_fn(step, step_rng(cfg.seed, info.rank, step)), dev)
+        batch = to_device(next(batches), dev)
         lr = opt.param_groups[0]["lr"]
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
             res = loss_fn(net, batch)
@@ -299,7 +335,8 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
         if step % max(1, cfg.log_every) == 0 or step == end:
             lv = loss.detach().float()
             if info.distributed: dist.all_reduce(lv); lv /= info.world_size
-            row = {"step": step, "loss": float(lv), "lr": lr, "seconds": round(time.time() - t0, 3)}
+            row = {"step": step, "loss": float(lv), "lr": lr, "seconds": round(time.time() - t0, 3),
+                   "batch": _batch_len(batch) * info.world_size}   # the global batch: every rank's share together
             row.update({k: float(v) for k, v in metrics.items()})
             if info.is_main:
                 log.append(row)

@@ -21,7 +21,7 @@ from .dicom import read_series
 from .data import list_studies, load_study
 from .explain import cpu_supports_bf16
 from .filter import filter_clusters, filter_params
-from .engine import TrainConfig, barrier, latest_checkpoint, setup_distributed, train_loop
+from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, train_loop
 
 # %% auto #0
 __all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window', 'preprocess_label',
@@ -264,8 +264,9 @@ def train_student(cache,            # prepare cache (images)
     tc = TrainConfig.from_cfg(cfg, seed=profile.data.seed, **over)
     sampler = load_training_set(cache, labels_dir, profile, list(studies))
 
+    per_rank = rank_batch_size(cfg.batch_size, info.world_size)   # batch_size is the global batch, as for the classifier
     def batch_fn(step, rng):
-        x, y = sampler.sample(cfg.batch_size, rng)
+        x, y = sampler.sample(per_rank, rng)
         x, y = augment(x, y, cfg, rng)
         return mixup(x, y, cfg.mixup_alpha, cfg.mixup_prob, rng)
 

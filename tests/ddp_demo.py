@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labelup.engine import TrainConfig, cleanup_distributed, save_checkpoint, setup_distributed, train_loop
+from labelup.engine import TrainConfig, cleanup_distributed, rank_batch_size, save_checkpoint, setup_distributed, train_loop
 
 
 def main(argv):
@@ -21,12 +21,13 @@ def main(argv):
 
     def batch_fn(step, rng):
         if pause: time.sleep(pause)
-        x = torch.from_numpy(rng.normal(size=(8, 4)).astype(np.float32))
+        x = torch.from_numpy(rng.normal(size=(rank_batch_size(8, info.world_size), 4)).astype(np.float32))  # global batch 8
         return x, x @ w.T
 
     def loss_fn(m, b): return nn.functional.mse_loss(m(b[0]), b[1])
 
-    m = train_loop(model, batch_fn, loss_fn, TrainConfig(iterations=its, lr=1e-2, warmup=2, ckpt_every=5),
+    m = train_loop(model, batch_fn, loss_fn, TrainConfig(iterations=its, lr=1e-2, warmup=2, ckpt_every=5,
+                                                          num_workers=int(os.environ.get("LABELUP_DEMO_WORKERS", "0"))),
                    out, info=info, progress=False, stop_after=stop)
     flat = torch.cat([p.detach().flatten() for p in m.parameters()])
     save_checkpoint(out / f"final_rank{info.rank}.pt", {"params": flat, "world_size": info.world_size})

@@ -5,13 +5,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from dataclasses import replace
 import pytest
 import torch
 from torch import nn
 
 DEMO = str(Path(__file__).with_name("ddp_demo.py"))  # a tiny training run, started by torchrun
 
-from labelup.engine import (TrainConfig, latest_checkpoint, list_checkpoints, load_checkpoint, sharded_indices,
+from labelup.engine import (rank_batch_size, TrainConfig, latest_checkpoint, list_checkpoints, load_checkpoint, sharded_indices,
                             train_loop, warmup_linear)
 
 
@@ -85,6 +87,28 @@ def ddp_full(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_full")
     _torchrun(out, 10)
     return out
+
+
+def test_workers_give_the_same_training(tmp_path):
+    "Batches built ahead in DataLoader workers are the batches the loop would build itself: same weights, same log."
+    cfg = TrainConfig(iterations=8, lr=1e-2, warmup=2, ckpt_every=4, seed=3)
+    a = train_loop(_model(), _batch, _loss, cfg, tmp_path / "a", device="cpu", progress=False)
+    b = train_loop(_model(), _batch, _loss, replace(cfg, num_workers=2), tmp_path / "b", device="cpu", progress=False)
+    for k, v in a.state_dict().items(): assert torch.equal(v, b.state_dict()[k]), k
+    la, lb = [pd.read_csv(tmp_path / d / "log.csv") for d in "ab"]
+    assert la.loss.tolist() == lb.loss.tolist() and set(la.batch) == {8}
+
+
+def test_global_batch_is_one_meaning(tmp_path):
+    "batch_size is the global batch: 1 process and 2 processes train on batches of the same size (log.csv)."
+    from labelup.core import UsageError
+    assert rank_batch_size(32, 4) == 8
+    with pytest.raises(UsageError, match="does not split over 3 processes"): rank_batch_size(32, 3)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, DEMO, str(tmp_path / "one"), "4"], env=env, check=True, timeout=120)
+    _torchrun(tmp_path / "two", 4)
+    one, two = pd.read_csv(tmp_path / "one" / "log.csv"), pd.read_csv(tmp_path / "two" / "log.csv")
+    assert set(one.batch) == set(two.batch) == {8}
 
 
 def test_torchrun_two_processes(ddp_full):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, shutil, time
 from pathlib import Path
 
-from ..core import RunLayout, write_json_atomic, get_profile, get_logger, write_text_atomic, atomic_path
+from ..core import RunLayout, write_json_atomic, get_profile, write_text_atomic, atomic_path
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'find_notebooks', 'reproduce', 'write_results_readme']
