@@ -242,8 +242,8 @@ def evaluate_dirs(pred_dir,                 # folder of `<name>.nii.gz` / `<name
         raise UsageError(f"none of the {len(refs)} studies scored has a prediction in {pdir} ({len(preds)} masks there"
                          f"{': ' + _preview(list(preds)) if preds else ''}); is it the right prediction folder?")
     unmatched = sorted(set(preds) - known_studies(truth_dir))
-    if unknown: log.warning(f"{pdir}: {len(unknown)} unknown files ignored (not a <name>.nii[.gz] mask): {_preview(unknown)}")
-    if unmatched: log.warning(f"{pdir}: {len(unmatched)} predictions for studies absent from the reference {truth_dir}, "
+    if unknown: log.warning(f"predictions: {len(unknown)} unknown files ignored (not a <name>.nii[.gz] mask): {_preview(unknown)}")
+    if unmatched: log.warning(f"predictions: {len(unmatched)} for studies absent from the reference, "
                               f"not scored: {_preview(unmatched)}")
     rows, n_missing = [], 0
     inter = psum = rsum = 0
@@ -258,7 +258,7 @@ def evaluate_dirs(pred_dir,                 # folder of `<name>.nii.gz` / `<name
             pred = prediction_mask(pv, preds[s], threshold)
         else:
             n_missing += 1
-            log.warning(f"study {s}: no prediction in {pdir}; counted as an empty prediction")
+            log.warning(f"study {s}: no prediction; counted as an empty prediction")
             pred = np.zeros(ref.shape, bool)
         m = match_pes(pred, ref)
         row = dict(study=s, **m, missing=s not in preds)

@@ -93,7 +93,9 @@ def content_problems(article: str, page_dir: Path) -> list[str]:
     prose = re.sub(r"<(pre|code)\b.*?</\1>", " ", article, flags=re.S)        # code may show a table's source
     text = _text(prose)
     if _PIPE_TABLE.search(text): problems.append("a markdown table shown as raw `|` text (not rendered as a table)")
-    paths = sorted(set(_ABS_PATH.findall(_text(article))))
+    # paths in code (cell inputs, fenced examples such as `RUN=/scratch/...`) are the author's; outputs and prose are checked
+    shown = re.sub(r'<div class="highlight-[^"]*">.*?</pre>', " ", article, flags=re.S)
+    paths = sorted(set(_ABS_PATH.findall(_text(re.sub(r"<code\b.*?</code>", " ", shown, flags=re.S)))))
     if paths: problems.append(f"absolute path(s) on the page: {paths[:3]}")
     for src in re.findall(r"<img\b[^>]*\bsrc=\"([^\"]+)\"", article):
         f = page_dir / src.split("#")[0].split("?")[0]
