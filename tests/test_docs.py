@@ -83,6 +83,9 @@ def test_site_in_chromium(site):
     assert rep["n_img"] >= n_figs
     assert rep["n_math"] > 0, "no formula found on any page (the engine and teacher pages have some)"
     for png in rep["screenshots"].values(): assert Path(png).stat().st_size > 10_000, png
+    # the landing page shows its two tables (the claims and the profiles) as tables; _docs/screenshot.png shows them
+    landing = check_docs.dump_dom(out / "index.html")
+    assert len(re.findall(r"<table\b", landing)) >= 2 and not check_docs._PIPE_TABLE.search(check_docs._text(landing))
 
 
 def test_quarto_config(tmp_path):

@@ -151,7 +151,7 @@ def check_site(site: str | Path = "_docs", screenshots: bool = True, workers: in
         res = list(ex.map(lambda kv: check_page(site, kv[0], kv[1], pages), pages.items()))
     shots = {}
     if screenshots:
-        shots["landing"] = str(screenshot(site / "index.html", site / "screenshot.png"))
+        shots["landing"] = str(screenshot(site / "index.html", site / "screenshot.png", size=(1280, 4200)))  # down to its tables
         api = next((p for p, i in pages.items() if i.get("api")), None)
         if api: shots["api"] = str(screenshot(site / f"{api}.html", site / "screenshot-api.png"))
         fig = next((p for p, i in pages.items() if i.get("images")), None)
