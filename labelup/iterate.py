@@ -19,7 +19,7 @@ from .data import slab_indices
 
 # %% auto #0
 __all__ = ['neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs', 'iterate_slab',
-           'aggregation_weights', 'aggregate_slabs', 'labels_at', 'TeachResult', 'teach_volume']
+           'algorithm1_args', 'aggregation_weights', 'aggregate_slabs', 'labels_at', 'TeachResult', 'teach_volume']
 
 # %% ../nbs/08_iterate.ipynb #26e7f760
 def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
@@ -74,30 +74,33 @@ class SlabResult:
     def iterations(self) -> int: return len(self.clusters)
 
 def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
-                    X: torch.Tensor, # (N, 7, H, W) windows in [0, 1]
-                    profile: Profile, # teacher settings
-                    logits=None, # (N,) the windows' logits if already known
-                    keep_heat: bool = False, # also return each window's max heatmap over iterations
-                   ) -> list[SlabResult]:
-    """Algorithm 1 on several windows in lockstep: explain, cluster, mask, repeat while each window stays positive.
-    Every window is explained on its own (its own IG call); the fast teacher asks for the probabilities after masking
-    in one batched forward per iteration, the plain reference one window at a time."""
-    c = profile.teacher
-    radius = neighbourhood_radius(profile); min_masked = profile.vox2d(c.min_masked_voxels)
+                  X: torch.Tensor, # (N, 7, H, W) slabs in [0, 1]
+                  radius: tuple = (2, 7, 7), # seed neighbourhood half-widths (slices, rows, columns), in this grid's pixels
+                  high: float = 0.5, # seed threshold, a fraction of the slab's max positive attribution
+                  low: float = 0.2, # join threshold, a fraction of the same max
+                  clf_threshold: float = 0.5, # the slab counts as positive while the classifier's probability exceeds this
+                  max_iterations: int = 10, # at most this many explain-and-mask rounds
+                  min_masked: int = 50, # stop when a round masks no more voxels than this
+                  logits=None, # (N,) the slabs' logits if already known
+                  keep_heat: bool = False, # also return each slab's max heatmap over iterations
+                 ) -> list[SlabResult]:
+    """Algorithm 1 on several slabs in lockstep: explain, cluster, mask, repeat while each slab stays positive.
+    Every slab is explained on its own (its own IG call); the fast teacher asks for the probabilities after masking
+    in one batched forward per iteration, the plain reference one slab at a time."""
     reuse = explainer.fast
     X = X.detach().float().clone(); N = len(X)
     lg = (explainer.logit(X) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
     res = [SlabResult(torch.zeros(X.shape[1:], dtype=torch.uint8), [float(torch.sigmoid(lg[i]))], [], [], [],
                         torch.zeros(X.shape[1:]) if keep_heat else None) for i in range(N)]
     att, changed, masked = [None] * N, [True] * N, [math.inf] * N
-    more = lambda i: res[i].iterations < c.max_iterations and masked[i] > min_masked
-    active = [i for i in range(N) if res[i].probs[-1] > c.clf_threshold and more(i)]
+    more = lambda i: res[i].iterations < max_iterations and masked[i] > min_masked
+    active = [i for i in range(N) if res[i].probs[-1] > clf_threshold and more(i)]
     while active:
         for i in active:
             r = res[i]; it = r.iterations + 1
             if att[i] is None or changed[i] or not reuse: att[i] = explainer.attribute(X[i][None], lg[i:i + 1])
             heat = att[i].heat[0]
-            seg = cluster_heatmap(heat, c.high_threshold, c.low_threshold, radius)
+            seg = cluster_heatmap(heat, high, low, radius)
             masked[i] = int(seg.sum())
             r.disc[seg & (r.disc == 0)] = it
             r.clusters.append(count_clusters(seg)); r.masked.append(masked[i]); r.steps.append(att[i].steps[0] if att[i].steps else 0)
@@ -110,17 +113,23 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
         else:
             for i in todo: lg[i] = explainer.logit(X[i][None])[0]
         for i in cont: res[i].probs.append(float(torch.sigmoid(lg[i])))
-        active = [i for i in cont if res[i].probs[-1] > c.clf_threshold]
+        active = [i for i in cont if res[i].probs[-1] > clf_threshold]
     return res
 
 def iterate_slab(explainer: Explainer, # IG explainer on the classifier
-                   x: torch.Tensor, # (7, H, W) window in [0, 1]
-                   profile: Profile, # teacher settings
-                   logit: float | None = None, # the window's logit if already known
-                   keep_heat: bool = False, # also return the max heatmap over iterations
-                  ) -> SlabResult:
-    "Algorithm 1 on one window: explain, cluster, mask, repeat while the window stays positive."
-    return iterate_slabs(explainer, x[None], profile, None if logit is None else [float(logit)], keep_heat)[0]
+                 x: torch.Tensor, # (7, H, W) slab in [0, 1]
+                 logit: float | None = None, # the slab's logit if already known
+                 keep_heat: bool = False, # also return the max heatmap over iterations
+                 **kw, # radius, high, low, clf_threshold, max_iterations, min_masked: see `iterate_slabs`
+                ) -> SlabResult:
+    "Algorithm 1 on one slab: explain, cluster, mask, repeat while the slab stays positive."
+    return iterate_slabs(explainer, x[None], logits=None if logit is None else [float(logit)], keep_heat=keep_heat, **kw)[0]
+
+def algorithm1_args(profile: Profile) -> dict:
+    "The keyword arguments of `iterate_slabs` that a profile sets, in the profile's own pixels: its one entry into Algorithm 1."
+    c = profile.teacher
+    return dict(radius=neighbourhood_radius(profile), high=c.high_threshold, low=c.low_threshold, clf_threshold=c.clf_threshold,
+                max_iterations=c.max_iterations, min_masked=profile.vox2d(c.min_masked_voxels))
 
 # %% ../nbs/08_iterate.ipynb #3c88af06
 def aggregation_weights(n_slices: int, # slices in the study
@@ -176,10 +185,10 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                  vol: torch.Tensor, # (Z, S, S) windowed study in [0, 1]
                  profile: Profile, # the run's profile
                  keep_heat: bool = False, # also aggregate the heatmaps
-                 gate_batch: int = 32, # windows per gating forward and per lockstep chunk (fast teacher)
-                 progress=None, # optional callable(done, total) over the positive windows
+                 gate_batch: int = 32, # slabs per gating forward and per lockstep chunk (fast teacher)
+                 progress=None, # optional callable(done, total) over the positive slabs
                 ) -> TeachResult:
-    "Algorithm 1 on every window of a study, then Gaussian aggregation per slice."
+    "Algorithm 1 on the slab around every slice of a study, then Gaussian aggregation per slice."
     t0 = time.perf_counter(); c = profile.teacher; ctx = profile.data.context
     vol = torch.as_tensor(vol).float(); Z, H, W = vol.shape
     idx = [slab_indices(z, Z, ctx) for z in range(Z)]
@@ -195,7 +204,7 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     step = gate_batch if explainer.fast else 1  # the fast teacher runs Algorithm 1 on a chunk of windows in lockstep
     for a in range(0, len(pos), step):
         zs = pos[a:a + step]
-        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), profile, logits[zs], keep_heat)
+        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), **algorithm1_args(profile), logits=logits[zs], keep_heat=keep_heat)
         for z, r in zip(zs, rs):
             if r.disc.any(): discs[z] = r.disc.numpy()
             if keep_heat and r.heat is not None: heats[z] = r.heat.numpy()
