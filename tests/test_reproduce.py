@@ -26,6 +26,8 @@ def run(tmp_path_factory):
     for i, nb in enumerate(["04_phantom", "21_table1", "22_tables2_3", "26_bench_teacher", "23_tables4_5", "24_table6"], 1):
         assert f"[{i}/6] {nb} (" in r.stdout and f"{nb}" in json.loads((out / "results" / "timings.json").read_text()), r.stdout
     assert "Kernel is running over TCP" not in r.stderr
+    for nb in (out / "notebooks").glob("*.ipynb"):   # executed notebooks carry no absolute path of the run
+        assert str(out) not in nb.read_text() and str(out.resolve()) not in nb.read_text(), nb.name
     return out, time.time() - t0
 
 

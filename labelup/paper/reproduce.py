@@ -55,7 +55,8 @@ def reproduce(profile: str = "smoke", # profile name
             if (out / d).exists(): shutil.rmtree(out / d)
     nbs = find_notebooks(nbs)
     todo = [n for n, _ in RESULT_NOTEBOOKS if notebooks is None or n in notebooks]
-    params = dict(profile=profile, run_dir=str(out), data_root=str(data_root) if data_root else None,
+    # the notebooks run inside the run folder, so no absolute path (a hospital's folder names) lands in an executed notebook
+    params = dict(profile=profile, run_dir=".", data_root=os.path.relpath(Path(data_root).resolve(), out) if data_root else None,
                   device=device, overrides=list(overrides or []))
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
@@ -70,9 +71,14 @@ def reproduce(profile: str = "smoke", # profile name
         if on_stage: on_stage({**ev, "status": "running"})
         t0 = time.time()
         with atomic_path(dst) as tmp:
-            pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters=params, cwd=str(nbs),
+            pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters=params, cwd=str(out),
                                 progress_bar=progress, kernel_name="python3", language="python", log_output=False,
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
+            nbj = json.loads(Path(tmp).read_text())   # papermill records where it read and wrote: keep the names only
+            pmeta = nbj.get("metadata", {}).get("papermill", {})
+            for k in ("input_path", "output_path"):
+                if pmeta.get(k): pmeta[k] = f"{name}.ipynb"
+            Path(tmp).write_text(json.dumps(nbj, indent=1))
         timings[name] = round(time.time() - t0, 1)
         if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
     tfile = out / "results" / "timings.json"
