@@ -15,10 +15,10 @@ import numpy as np
 # %% auto #0
 __all__ = ['SLICE_AXIS', 'PROFILES', 'CHECKPOINT_KINDS', 'DATA_OUTCOME', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg',
            'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_from_dict',
-           'add_profile_args', 'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'atomic_path',
-           'sweep_temporaries', 'write_text_atomic', 'write_json_atomic', 'save_volume', 'load_volume', 'hu_window',
-           'seed_everything', 'pick_device', 'file_hash', 'get_logger', 'UsageError', 'checkpoint_kind',
-           'read_checkpoint', 'claim_output', 'checkpoint_profile']
+           'add_profile_args', 'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'writer_tag',
+           'temporary_dir', 'atomic_path', 'sweep_temporaries', 'write_text_atomic', 'write_json_atomic', 'save_volume',
+           'load_volume', 'hu_window', 'seed_everything', 'pick_device', 'file_hash', 'get_logger', 'UsageError',
+           'checkpoint_kind', 'read_checkpoint', 'claim_output', 'checkpoint_profile']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
@@ -336,6 +336,15 @@ def _umask() -> int:
 
 _HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
 
+def writer_tag(pid: int | None = None) -> str:
+    "`<host>-<pid>` of a temporary's writer (this process by default): how `sweep_temporaries` tells a dead writer's debris."
+    return f"{_HOST}-{os.getpid() if pid is None else int(pid)}"
+
+def temporary_dir(path) -> Path:
+    "A new empty folder `.<name>.<host>-<pid>.<random>.tmp` beside `path`, to build a result in and rename onto `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{writer_tag()}.", suffix=".tmp", dir=path.parent))
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. The temporary is
@@ -344,7 +353,7 @@ def atomic_path(path: str | Path, suffix: str | None = None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{writer_tag()}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -365,16 +374,19 @@ def sweep_temporaries(folder, # a stage's output folder
                       recursive: bool = True, # also its subfolders
                       max_age_s: float = 86400.0, # temporaries of another host are removed once this old
                      ) -> list[Path]:
-    "Remove what killed writers left: temporaries of `atomic_path` whose process is gone (this host) or that are stale (others)."
+    """Remove what killed writers left: temporary files (`atomic_path`) and folders (`temporary_dir`) whose process is
+    gone (this host) or that are stale (other hosts). Those of a live writer are kept, so two runs may share a folder."""
     folder = Path(folder)
     if not folder.is_dir(): return []
     gone, now = [], time.time()
-    for f in (folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
+    for f in sorted(folder.rglob(".*.tmp*") if recursive else folder.glob(".*.tmp*")):
         m = _TMP.match(f.name)
-        if not m or not f.is_file(): continue
+        if not m or f.is_symlink() or any(g in f.parents for g in gone): continue
         dead = (not _alive(int(m["pid"]))) if m["host"] == _HOST else (now - f.stat().st_mtime > max_age_s)
         if dead:
-            f.unlink(missing_ok=True); gone.append(f)
+            if f.is_dir(): shutil.rmtree(f, ignore_errors=True)
+            else: f.unlink(missing_ok=True)
+            gone.append(f)
     return gone
 
 def write_text_atomic(path, text: str):

@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, write_json_atomic
+from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, sweep_temporaries, temporary_dir, write_json_atomic
 from .dicom import GAPS, DicomSeriesError, _namer, read_series
 
 _log = get_logger("labelup.data")
 
 # %% auto #0
 __all__ = ['LABEL_COLUMNS', 'EXAM_COLUMNS', 'BOX_COLUMNS', 'INDEX_COLUMNS', 'ERROR_COLUMNS', 'REPORT_COLUMNS', 'read_labels',
-           'align_labels', 'exam_labels', 'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around',
-           'sweep_cache_temporaries', 'write_index', 'prepare', 'Study', 'list_studies', 'most_positive_study',
-           'load_study', 'split_studies']
+           'align_labels', 'exam_labels', 'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around', 'write_index',
+           'prepare', 'Study', 'list_studies', 'most_positive_study', 'load_study', 'split_studies']
 
 # %% ../nbs/02_data.ipynb #b2fbde09
 LABEL_COLUMNS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "pe_present_on_image"]
@@ -216,9 +215,7 @@ def _prepare_study(study: str, study_dir: Path, out: Path, labels, boxes, root=N
     meta = dict(**row, SeriesInstanceUID=geom["series_uid"], shape=list(vol.shape), spacing=list(geom["spacing"]),
                 affine=np.asarray(geom["affine"]).tolist(), exam=exam, label_report=lrep, box_report=brep,
                 skipped_files=geom["skipped"], filled_slices=geom["filled"], warnings=geom["warnings"])
-    d, tmp = out / study, out / f".{study}.tmp{os.getpid()}"
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    d, tmp = out / study, temporary_dir(out / study)
     try:
         _study_files(tmp, vol, geom, lab, mask, meta)
         if d.is_symlink() or d.is_file(): d.unlink()
@@ -251,20 +248,6 @@ def _die_with_parent():
     import ctypes, signal
     try: ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))   # PR_SET_PDEATHSIG
     except OSError: pass
-
-def sweep_cache_temporaries(cache, # prepare's output folder
-                     ) -> int:
-    "Remove the temporaries (`.*.tmp*`) a killed run left in `cache` and its study folders; returns how many."
-    cache, n = Path(cache), 0
-    if not cache.is_dir(): return 0
-    for d in [cache] + [p for p in cache.iterdir() if p.is_dir() and not p.is_symlink() and not _is_temporary(p)]:
-        for p in d.iterdir():
-            if not _is_temporary(p): continue
-            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p, ignore_errors=True)
-            else: p.unlink(missing_ok=True)
-            n += 1
-    if n: _log.warning(f"removed {n} stale temporary file(s) or folder(s) of an interrupted run from the cache")
-    return n
 
 def _index_row(meta: dict) -> dict: return {c: meta[c] for c in INDEX_COLUMNS}
 
@@ -365,7 +348,8 @@ def prepare(root,                 # RSPECT-layout root: train/<Study>/<Series>/<
         raise FileNotFoundError(f"{train}: no study folders (expected ROOT/train/<Study>/<Series>/<SOP>.dcm)")
     if gaps not in GAPS: raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
     out.mkdir(parents=True, exist_ok=True)
-    sweep_cache_temporaries(out)
+    n_tmp = len(sweep_temporaries(out))
+    if n_tmp: _log.warning(f"removed {n_tmp} temporary file(s) or folder(s) of an interrupted run from the cache")
     name = _namer(root)
     labels = read_labels(root / "train.csv", name="train.csv") if (root / "train.csv").is_file() else None
     if labels is None: _log.warning("no train.csv in the data root; every slice will be unlabelled (-1)")

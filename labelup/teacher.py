@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Profile, UsageError, file_hash, sweep_temporaries, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
+from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
 from .data import list_studies, load_study
 from .classifier import load_classifier, preprocess_volume
 from .explain import Explainer
@@ -87,22 +87,6 @@ def is_done(out, study: str, settings: dict, ckpt_hash: str) -> bool:
     except (OSError, json.JSONDecodeError): return False
     return rec.get("settings") == json.loads(json.dumps(settings)) and rec.get("checkpoint") == ckpt_hash
 
-def _refuse_other_settings(out: Path, settings: dict, ckpt_hash: str):
-    "A folder holding pseudo-labels of other settings or another checkpoint is not silently mixed with new ones."
-    want = json.loads(json.dumps(settings))
-    for j in sorted(out.glob("*.json")):
-        try: rec = json.loads(j.read_text())
-        except (OSError, json.JSONDecodeError): continue
-        if "settings" not in rec: continue
-        if rec.get("checkpoint") != ckpt_hash:
-            raise UsageError(f"{out}: holds pseudo-labels of another classifier ({rec.get('checkpoint')}, not {ckpt_hash}); "
-                             "pass --force to redo them, or choose another --out")
-        if rec["settings"] != want:
-            diff = sorted(k for k in set(rec["settings"]["teacher"]) | set(want["teacher"])
-                          if rec["settings"]["teacher"].get(k) != want["teacher"].get(k)) or ["data"]
-            raise UsageError(f"{out}: holds pseudo-labels made with other settings ({', '.join(diff[:4])}); "
-                             "pass --force to redo them, or choose another --out")
-
 def pseudo_label(cache, # `prepare` cache folder
                  checkpoint, # stage-1 model.pt (or an nn.Module, for tests)
                  out, # output folder
@@ -119,7 +103,6 @@ def pseudo_label(cache, # `prepare` cache folder
                 ) -> list[dict]:
     "Stage 2: write `OUT/<Study>.nii.gz` (+ iterations/, heatmaps/, `<Study>.json`) for this process's studies."
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); sweep_temporaries(out)
     log = get_logger("labelup.teacher")
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     if device in (None, "auto") and torch.cuda.is_available() and world > 1:
@@ -128,7 +111,7 @@ def pseudo_label(cache, # `prepare` cache folder
     model, ckpt_hash = load_teacher_model(checkpoint, device)
     settings = teacher_settings(profile)
     mine = shard(sorted(studies if studies is not None else list_studies(cache)), rank, world_size)
-    if not force: _refuse_other_settings(out, settings, ckpt_hash)
+    out = claim_output(out, dict(settings=settings, checkpoint=ckpt_hash), force, "set of pseudo-labels"); sweep_temporaries(out)
     todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash)]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]
     if records: log.info(f"pseudo-label: {len(records)} studies already finished, {len(todo)} to do")

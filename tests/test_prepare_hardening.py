@@ -274,15 +274,20 @@ def test_no_absolute_paths(root, tmp_path, caplog):
 # 9. stale temporaries ----------------------------------------------------------------------------------------------
 
 def test_sweep_stale_temporaries(root, tmp_path):
+    "What a killed prepare left (files and a half-built study folder of a dead writer) is swept; a live writer's stays."
+    import subprocess, sys
+    from labelup.core import sweep_temporaries, writer_tag
     cache = tmp_path / "cache"
     D.prepare(root, cache, progress=False)
     s = studies(root)[0]
-    stale = [cache / ".index.csv.ab12cd.tmp.csv", cache / s / ".image.nii.gz.zz9.tmp.nii.gz", cache / f".{s}.tmp31337"]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"]); dead.wait(); w = writer_tag(dead.pid)
+    stale = [cache / f".index.csv.{w}.ab12cd.tmp.csv", cache / s / f".image.nii.gz.{w}.zz9.tmp.nii.gz", cache / f".{s}.{w}.q1.tmp"]
     stale[0].write_text("half"); stale[1].write_bytes(b"half"); stale[2].mkdir(); (stale[2] / "image.nii.gz").write_bytes(b"")
-    keep = cache / s / "notes.tmp.txt"; keep.write_text("not ours")  # not a temporary of ours: no leading dot
-    assert D.sweep_cache_temporaries(cache) == 3
-    assert not any(p.exists() for p in stale) and keep.exists()
-    stale[0].write_text("half")
+    live = cache / f".{s}.{writer_tag()}.q2.tmp"; live.mkdir()              # this process: a writer still at work
+    keep = cache / s / "notes.tmp.txt"; keep.write_text("not ours")        # not a temporary of ours: no leading dot
+    assert len(sweep_temporaries(cache)) == 3
+    assert not any(p.exists() for p in stale) and keep.exists() and live.exists()
+    live.rmdir(); stale[0].write_text("half")
     D.prepare(root, cache, progress=False)
     assert not stale[0].exists() and list(cache.rglob(".*.tmp*")) == []
 
