@@ -17,13 +17,15 @@ from torch import nn
 
 from .core import (Profile, read_checkpoint, DATA_OUTCOME, claim_output, outcome_settings, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
 from .data import slab_indices, split_studies
-from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size,
+from .store import build_store, read_slab
+from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size, shard, shared_rng,
                             save_checkpoint, DistInfo)
 
 # %% auto #0
-__all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'Augment', 'focal_loss', 'SliceBank',
-           'class_balance', 'fit_classifier', 'save_classifier', 'load_classifier', 'classifier_settings',
-           'train_classifier', 'score_volume', 'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
+__all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'Augment', 'focal_loss', 'slab_store_params',
+           'slab_store', 'SliceBank', 'class_balance', 'fit_classifier', 'save_classifier', 'load_classifier',
+           'classifier_settings', 'train_classifier', 'score_volume', 'score_study', 'score_studies',
+           'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
 def preprocess_volume(image_hu_zyx,           # HU volume vol[z, y, x] (numpy or torch)
@@ -136,13 +138,31 @@ def focal_loss(logits: torch.Tensor,  # (B,) logits
     return loss.mean()
 
 # %% ../nbs/06_classifier.ipynb #4345ae87
+def _as_uint8(v):
+    "A preprocessed volume as uint8 steps of 1/255: float [0, 1] tensors/arrays are quantised; uint8 arrays and stored volumes pass."
+    if getattr(v, "dtype", None) in (np.uint8, torch.uint8): return v.numpy() if torch.is_tensor(v) else v
+    return (torch.as_tensor(np.asarray(v)).float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+def slab_store_params(profile: Profile) -> dict:
+    "What the classifier's store depends on: the HU window and the in-plane size."
+    d = profile.data
+    return dict(stage="classifier", window_center=d.window_center, window_width=d.window_width, image_size=d.image_size)
+
+def slab_store(cache, studies: list, profile: Profile, workers: int = 1) -> dict:
+    "The classifier's training store of `studies` (derived from the cache on first use): {study: StoredVolume}."
+    from labelup.data import load_study
+    pr = slab_store_params(profile)
+    name = f"classifier_s{pr['image_size']}_c{pr['window_center']:g}_w{pr['window_width']:g}"
+    return build_store(Path(cache) / "store" / name, studies, lambda s: _as_uint8(preprocess_volume(load_study(cache, s).image, profile)),
+                       pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
+
 class SliceBank:
-    "Preprocessed training volumes (uint8 in memory) and their slice labels, with batch sampling."
-    def __init__(self, volumes: list, # preprocessed volumes (Z, S, S) float in [0, 1]
+    "Preprocessed training volumes (uint8, in memory or in the training store) and their slice labels, with batch sampling."
+    def __init__(self, volumes: list, # preprocessed (Z, S, S) volumes: float in [0, 1], uint8, or StoredVolume
                  labels: list,        # per-slice int labels (-1 = unlabelled)
                  studies: list | None = None, # study names (for reports)
                  context: int = 7):
-        self.vols = [(v.clamp(0, 1) * 255).round().to(torch.uint8) for v in volumes]
+        self.vols = [_as_uint8(v) for v in volumes]
         self.labels = [np.asarray(l, dtype=np.int8) for l in labels]
         self.studies = list(studies) if studies is not None else [f"s{i}" for i in range(len(volumes))]
         self.context = context
@@ -151,29 +171,31 @@ class SliceBank:
         self.index, self.pos, self.neg = a[:, :2], a[a[:, 2] == 1, :2], a[a[:, 2] == 0, :2]
 
     @classmethod
-    def from_cache(cls, cache, studies: list, profile: Profile):
-        "Load and preprocess the given studies of a `prepare` cache."
+    def from_cache(cls, cache, studies: list, profile: Profile, workers: int = 1):
+        "The given studies of a `prepare` cache, read from the training store (derived on first use with `workers` threads)."
         from labelup.data import load_study
-        vols, labs = [], []
-        for s in studies:
-            st = load_study(cache, s)
-            vols.append(preprocess_volume(st.image, profile)); labs.append(np.asarray(st.labels))
-        return cls(vols, labs, studies, profile.data.context)
+        store = slab_store(cache, studies, profile, workers)
+        return cls([store[s] for s in studies], [load_study(cache, s, image=False).labels for s in studies],
+                   studies, profile.data.context)
 
     def __len__(self): return len(self.index)
 
     def windows(self, iz: np.ndarray) -> torch.Tensor:
         "Windows (B, context, S, S) float32 for rows (study, z)."
-        return torch.stack([make_slabs(self.vols[i], [z], self.context)[0] for i, z in iz]).float() / 255
+        return torch.stack([torch.from_numpy(read_slab(self.vols[i], slab_indices(z, len(self.labels[i]), self.context)))
+                            for i, z in iz]).float() / 255
 
-    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True):
-        "A batch of `n` windows and labels: balanced (positive with probability 1/2) or uniform over slices."
+    def draw(self, rng: np.random.Generator, n: int, balanced: bool = True) -> np.ndarray:
+        "Rows (study, z) of a batch of `n`: balanced (positive with probability 1/2) or uniform over slices."
         if balanced and len(self.pos) and len(self.neg):
             is_pos = rng.random(n) < 0.5
-            iz = np.where(is_pos[:, None], self.pos[rng.integers(len(self.pos), size=n)],
-                          self.neg[rng.integers(len(self.neg), size=n)])
-        else:
-            iz = self.index[rng.integers(len(self.index), size=n)]
+            return np.where(is_pos[:, None], self.pos[rng.integers(len(self.pos), size=n)],
+                            self.neg[rng.integers(len(self.neg), size=n)])
+        return self.index[rng.integers(len(self.index), size=n)]
+
+    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None):
+        "A batch of windows and labels: the global draw of `n` rows, of which part `(rank, world_size)` is read."
+        iz = self.draw(rng, n, balanced)[shard(n, part)]
         y = torch.tensor([self.labels[i][z] for i, z in iz], dtype=torch.float32)
         return self.windows(iz), y
 
@@ -200,9 +222,10 @@ def fit_classifier(bank: SliceBank,        # training slices
     torch.manual_seed(profile.data.seed)
     model = build_classifier(profile)
     aug = Augment(profile)
-    per_rank = rank_batch_size(c.batch_size, info.world_size)   # batch_size is the global batch
-    def batch_fn(step, rng):
-        x, y = bank.sample(rng, per_rank, balanced=c.balanced)
+    rank_batch_size(c.batch_size, info.world_size)   # batch_size is the global batch; it must split over the ranks
+    part = (info.rank, info.world_size)
+    def batch_fn(step, rng):   # the global draw is shared, this rank reads and augments its part
+        x, y = bank.sample(shared_rng(profile.data.seed, step), c.batch_size, balanced=c.balanced, part=part)
         return aug(x, y, rng)
     def loss_fn(m, batch):
         x, y = batch
@@ -250,7 +273,7 @@ def train_classifier(cache,                  # `prepare` cache folder
     if resume and final.exists(): return final
     info = setup_distributed(device)
     t0 = time.time()
-    bank = SliceBank.from_cache(cache, list(studies), profile)
+    bank = SliceBank.from_cache(cache, list(studies), profile, workers=max(1, profile.classifier.num_workers))
     bal = class_balance(bank)
     if bal["slices"] == 0: raise ValueError("no labelled slices in the training studies")
     if info.is_main:

@@ -7,7 +7,7 @@ and torch or MONAI load only for the command that needs them."""
 
 # %% ../nbs/99_cli.ipynb #d9cc79be
 from __future__ import annotations
-import argparse, contextlib, json, math, os, sys
+import argparse, contextlib, json, math, os, sys, time
 from pathlib import Path
 
 from .core import UsageError, add_profile_args, profile_from_args, checkpoint_profile, write_json_atomic
@@ -16,7 +16,7 @@ from .core import UsageError, add_profile_args, profile_from_args, checkpoint_pr
 __all__ = ['COMMANDS', 'ALIASES', 'BENCHES', 'out_dir', 'out_file', 'cli_bench', 'main', 'run', 'cli_prepare', 'cli_phantom',
            'format_results', 'cli_evaluate', 'cli_train_classifier', 'cli_score', 'cli_pseudo_label',
            'cli_bench_teacher', 'cli_train_student', 'cli_segment', 'cli_finetune', 'cli_bench_prepare',
-           'cli_bench_student', 'cli_reproduce']
+           'cli_bench_student', 'cli_bench_scale', 'cli_bench_memory', 'cli_reproduce']
 
 # %% ../nbs/99_cli.ipynb #8c4caffe
 COMMANDS = {  # command -> one-line help; each is `cli_<command>` in this module
@@ -37,6 +37,8 @@ BENCHES = {
     "prepare": "parallel `prepare` vs a plain single-process pydicom loop",
     "teacher": "the project's teacher vs captum IG slab by slab",
     "student": "the DynUNet student vs the teacher on the same study",
+    "scale": "every stage at the profile's real shapes: seconds per unit, peak memory, the paper run extrapolated",
+    "memory": "peak RSS of short trainings on few and on many studies (training memory is flat)",
 }
 
 def _usage(table, prog) -> str:
@@ -457,6 +459,57 @@ def cli_bench_student(argv: list[str]) -> int:
           f"{tuple(r['shape'])} [{r['device']}]: student {r['student_over_teacher_speed']:.1f}x faster")
     if a.json: write_json_atomic(a.json, r)
     return 0
+
+
+def cli_bench_scale(argv: list[str]) -> int:
+    "`labelup bench scale --profile PROFILE --json FILE`"
+    from labelup.bench.scale import bench_scale
+    ap = argparse.ArgumentParser(prog="labelup bench scale", description="Run every stage for a few steps at the "
+                                 "profile's own shapes on this device; report seconds per unit, peak memory and shapes, "
+                                 "and extrapolate the whole run.")
+    ap.add_argument("--json", required=True, type=out_file, help="write the result record here")
+    add_profile_args(ap, default="paper", example="teacher.ig_steps=50")
+    ap.add_argument("--steps", type=int, default=2, help="timed training steps per trainer, after one warm-up (default 2)")
+    ap.add_argument("--batch", type=int, default=None, help="training batch (default: the profile's on a GPU, 1 on a CPU)")
+    ap.add_argument("--ig-steps", type=int, default=None, help="IG steps measured (default: the profile's on a GPU, 2 on a CPU)")
+    ap.add_argument("--study-shape", type=int, nargs=3, default=(235, 512, 512), metavar=("Z", "Y", "X"),
+                    help="the study the teacher and the inference are scaled to (default 235 512 512, the paper's)")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    say = None if a.quiet else (lambda name: print(f"[{time.time() - t0:7.1f} s] {name}", file=sys.stderr, flush=True))
+    rec = bench_scale(profile_from_args(a, "paper"), a.device, steps=a.steps, batch=a.batch, ig_steps=a.ig_steps,
+                      study_shape=tuple(a.study_shape), on_stage=say)
+    write_json_atomic(a.json, rec)
+    for r in rec["stages"]:
+        print(f"{r['stage']:26s} {r['seconds_per_unit']:10.4f} s per {r['unit']:9s} peak RSS +{r.get('rss_peak_mb', 0):7.0f} MB  "
+              f"{r.get('shape')}")
+    for k, v in rec["extrapolation"].items():
+        print(f"{k:28s} {v.get('seconds', v.get('seconds_min', 0)):12.0f} s  ({v['what']})")
+    print(f"on {rec['device_name']}; {'; '.join(rec['notes'])}")
+    return 0
+
+def cli_bench_memory(argv: list[str]) -> int:
+    "`labelup bench memory --json FILE [--studies 8 64] [--shape 96 512 512]`"
+    from labelup.bench.scale import bench_memory
+    ap = argparse.ArgumentParser(prog="labelup bench memory", description="Peak RSS of a short train-classifier and "
+                                 "train-student on few and on many studies, beside the in-memory reference.")
+    ap.add_argument("--json", required=True, type=out_file, help="write the result record here")
+    ap.add_argument("--studies", type=int, nargs=2, default=(8, 64), metavar=("FEW", "MANY"), help="study counts (default 8 64)")
+    ap.add_argument("--shape", type=int, nargs=3, default=(96, 512, 512), metavar=("Z", "Y", "X"),
+                    help="every study's shape (default 96 512 512)")
+    ap.add_argument("--iterations", type=int, default=3, help="training iterations per run (default 3)")
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers per run (default 2)")
+    ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    say = None if a.quiet else (lambda name: print(f"[{time.time() - t0:7.1f} s] {name}", file=sys.stderr, flush=True))
+    rec = bench_memory(tuple(a.studies), tuple(a.shape), a.iterations, a.workers, on_stage=say)
+    write_json_atomic(a.json, rec)
+    for r in rec["runs"]:
+        print(f"{r['run']:20s} {r['studies']:4d} studies: peak RSS {r['peak_rss_mb']:8.0f} MB (workers {r['workers_peak_rss_mb']:6.0f} MB)")
+    print("peak ratio many/few: " + ", ".join(f"{k} {v:.2f}x" for k, v in rec["peak_ratio"].items()))
+    return 0 if max(rec["peak_ratio"]["classifier"], rec["peak_ratio"]["student"]) <= 1.3 else 1
 
 
 def cli_reproduce(argv=None) -> int:

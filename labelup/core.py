@@ -75,7 +75,8 @@ class ClassifierCfg:
 class TeacherCfg:
     "Stage 2: Integrated Gradients teacher (paper III.B, Algorithm 1)."
     ig_steps: int = 16
-    internal_batch_size: int = field(default=16, metadata={"runtime": True})  # IG steps per pass (speed, memory)
+    internal_batch_size: int = field(default=16, metadata={"runtime": True})  # IG samples per pass (speed, memory); 0: sized to free memory
+    ig_memory_fraction: float = field(default=0.7, metadata={"runtime": True})  # share of free memory IG may use when sized automatically
     n_references: int = 1            # paper: 1 or 5
     nt_samples: int = 0              # SmoothGrad samples (0 = off); paper tried 5
     nt_stdev: float = 0.05
@@ -202,7 +203,7 @@ def _paper() -> Profile:
         data=DataCfg(n_studies=64, phantom_shape=(250, 512, 512), image_size=512),
         classifier=ClassifierCfg(backbone="tf_efficientnetv2_l", iterations=50_000, batch_size=32, warmup=1000,
                                  ckpt_every=1000, eval_every=5000, num_workers=8),
-        teacher=TeacherCfg(ig_steps=50, internal_batch_size=50, n_references=5),
+        teacher=TeacherCfg(ig_steps=50, internal_batch_size=0, n_references=5),   # IG batch sized to the free device memory
         bench=BenchCfg(table4_studies=0, teacher_repeats=1, teacher_converged=4),
         student=StudentCfg(filters=(32, 64, 128, 256, 320, 320), patch_size=(128, 128, 64), sw_step=(64, 64, 32),
                                iterations=50_000, batch_size=32, lr=1e-4, warmup=1000, ckpt_every=1000, num_workers=8),

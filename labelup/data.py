@@ -19,9 +19,10 @@ from .dicom import GAPS, DicomSeriesError, _namer, read_series
 _log = get_logger("labelup.data")
 
 # %% auto #0
-__all__ = ['LABEL_COLUMNS', 'EXAM_COLUMNS', 'BOX_COLUMNS', 'INDEX_COLUMNS', 'ERROR_COLUMNS', 'REPORT_COLUMNS', 'read_labels',
-           'align_labels', 'exam_labels', 'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around', 'write_index',
-           'prepare', 'Study', 'list_studies', 'most_positive_study', 'load_study', 'split_studies']
+__all__ = ['LABEL_COLUMNS', 'EXAM_COLUMNS', 'BOX_COLUMNS', 'CANONICAL_AXES', 'INDEX_COLUMNS', 'ERROR_COLUMNS', 'REPORT_COLUMNS',
+           'read_labels', 'align_labels', 'exam_labels', 'read_boxes', 'boxes_to_mask', 'slab_indices', 'slab_around',
+           'axis_codes', 'orientation_flips', 'reorient', 'to_source_grid', 'write_index', 'prepare', 'Study',
+           'list_studies', 'most_positive_study', 'load_study', 'study_shape', 'split_studies']
 
 # %% ../nbs/02_data.ipynb #b2fbde09
 LABEL_COLUMNS = ["StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "pe_present_on_image"]
@@ -157,6 +158,45 @@ def slab_around(vol,              # vol[z, y, x] (numpy array or torch tensor)
     if not 0 <= z < n: raise IndexError(f"slice {z} outside a volume of {n} slices")
     return vol[slab_indices(z, n, context)]
 
+# %% ../nbs/02_data.ipynb #81a722b6
+CANONICAL_AXES = "LPS"   # where voxel axes x (column), y (row), z (slice) of every cached study point
+
+def axis_codes(affine) -> str:
+    "Where the voxel axes (x, y, z) of a RAS affine point, as three letters (e.g. 'LPS' head-first supine, 'RPI' feet-first)."
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    return "".join(("RAS" if a[np.abs(a[:, k]).argmax(), k] > 0 else "LPI")[np.abs(a[:, k]).argmax()] for k in range(3))
+
+def orientation_flips(affine, # 4x4 RAS affine of vol[z, y, x] (voxel order x, y, z)
+                      name: str = "series", # for the message
+                     ) -> tuple[bool, bool, bool]:
+    "Which voxel axes (x, y, z) to reverse so that they point L, P, S; raises when the axes are not axial."
+    codes = axis_codes(affine)
+    if [("RL", "AP", "SI").index(next(p for p in ("RL", "AP", "SI") if c in p)) for c in codes] != [0, 1, 2]:
+        raise DicomSeriesError(f"{name}: voxel axes point {codes}, not an axial series (columns right-left, rows "
+                               "front-back, slices along the body); its slice labels would not be axial slices")
+    return tuple(c != w for c, w in zip(codes, CANONICAL_AXES))
+
+def reorient(vol_zyx: np.ndarray,  # vol[z, y, x]
+             affine,               # its 4x4 RAS affine
+             flips: tuple,         # reverse voxel axes (x, y, z)
+            ) -> tuple[np.ndarray, np.ndarray]:
+    "Reverse the voxel axes `flips` of a volume and update its affine (the same voxels in space); applying it twice is the identity."
+    a = np.asarray(affine, dtype=np.float64).copy()
+    n = (vol_zyx.shape[2], vol_zyx.shape[1], vol_zyx.shape[0])
+    for k, f in enumerate(flips):
+        if f: a[:3, 3] += a[:3, k] * (n[k] - 1); a[:3, k] *= -1
+    fx, fy, fz = flips
+    sl = (slice(None, None, -1 if fz else 1), slice(None, None, -1 if fy else 1), slice(None, None, -1 if fx else 1))
+    v = vol_zyx[sl]
+    return (np.asfortranarray(v) if np.isfortran(vol_zyx) else np.ascontiguousarray(v)), a
+
+def to_source_grid(vol_zyx: np.ndarray, # a volume on a cached study's grid (image, mask, pseudo-label)
+                   meta: dict,          # the study's meta.json
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    "A cached-grid volume in the DICOM series' own voxel order, with the series' affine (for export)."
+    o = meta.get("orientation") or {}
+    return reorient(vol_zyx, meta["affine"], tuple(o.get("flipped", (False, False, False))))[0], np.asarray(meta.get("source_affine", meta["affine"]))
+
 # %% ../nbs/02_data.ipynb #6ee70752
 INDEX_COLUMNS = ["StudyInstanceUID", "n_slices", "n_labelled", "n_positive_slices", "negative_exam_for_pe", "has_boxes"]
 ERROR_COLUMNS = ["StudyInstanceUID", "error"]
@@ -200,6 +240,20 @@ def _study_files(d: Path, vol, geom, lab, mask, meta):
     if mask is not None: save_volume(d / "boxes.nii.gz", mask, geom["affine"])
     write_json_atomic(d / "meta.json", meta)
 
+def _canonical(vol, geom, lab, mask, study: str):
+    "A study in the canonical orientation: volume, geometry (affine, SOP order, filled slices), labels and box mask alike."
+    flips = orientation_flips(geom["affine"], f"study {study}")
+    src = np.asarray(geom["affine"])
+    vol, aff = reorient(vol, src, flips)
+    if mask is not None: mask = reorient(mask, src, flips)[0]
+    n = len(geom["sop_uids"])
+    geom = dict(geom, affine=aff, source_affine=src,
+                orientation=dict(canonical=CANONICAL_AXES, source=axis_codes(src), flipped=list(flips)))
+    if flips[2]:
+        lab = lab[::-1].copy()
+        geom.update(sop_uids=geom["sop_uids"][::-1], filled=sorted(n - 1 - k for k in geom["filled"]))
+    return vol, geom, lab, mask
+
 def _prepare_study(study: str, study_dir: Path, out: Path, labels, boxes, root=None, gaps: str = "error") -> dict:
     "Convert one study into CACHE/<study>/ (worker function): built in a temporary folder, renamed into place at the end."
     name = _namer(root)
@@ -208,12 +262,14 @@ def _prepare_study(study: str, study_dir: Path, out: Path, labels, boxes, root=N
     lab, lrep = align_labels(labels, geom["sop_uids"], study)
     has_boxes = boxes is not None and len(boxes) > 0
     mask, brep = boxes_to_mask(boxes, geom["sop_uids"], vol.shape, study) if has_boxes else (None, None)
+    vol, geom, lab, mask = _canonical(vol, geom, lab, mask, study)
     exam = exam_labels(labels)
     row = dict(StudyInstanceUID=study, n_slices=int(vol.shape[0]), n_labelled=int((lab >= 0).sum()),
                n_positive_slices=int((lab == 1).sum()), negative_exam_for_pe=int(exam["negative_exam_for_pe"]),
                has_boxes=bool(has_boxes))
     meta = dict(**row, SeriesInstanceUID=geom["series_uid"], shape=list(vol.shape), spacing=list(geom["spacing"]),
-                affine=np.asarray(geom["affine"]).tolist(), exam=exam, label_report=lrep, box_report=brep,
+                affine=np.asarray(geom["affine"]).tolist(), orientation=geom["orientation"],
+                source_affine=np.asarray(geom["source_affine"]).tolist(), exam=exam, label_report=lrep, box_report=brep,
                 skipped_files=geom["skipped"], filled_slices=geom["filled"], warnings=geom["warnings"])
     d, tmp = out / study, temporary_dir(out / study)
     try:
@@ -445,6 +501,13 @@ def load_study(cache,        # prepare's output folder
     labels = pd.read_csv(d / "slices.csv").pe_present_on_image.to_numpy().astype(np.int8)
     boxes = load_volume(d / "boxes.nii.gz", dtype=np.uint8)[0] if (d / "boxes.nii.gz").is_file() and image else None
     return Study(study, vol, aff, labels, boxes, meta)
+
+def study_shape(cache,      # prepare's output folder
+                study: str, # StudyInstanceUID
+               ) -> tuple:
+    "The (Z, Y, X) shape of a cached study, from its NIfTI header (nothing is decompressed)."
+    import nibabel as nib
+    return tuple(int(v) for v in nib.load(Path(cache) / study / "image.nii.gz").shape[::-1])
 
 def split_studies(cache,    # prepare's output folder
                   profile,  # Profile or profile name (uses data.test_fraction, val_fraction, split_seed)

@@ -20,8 +20,8 @@ from torch import nn
 from .core import UsageError, atomic_path, pick_device, sweep_temporaries
 
 # %% auto #0
-__all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng',
-           'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
+__all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng', 'shared_rng',
+           'shard', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'rank_batch_size',
            'step_batches', 'train_loop']
 
@@ -88,6 +88,21 @@ def step_rng(seed: int, # run seed
             ) -> np.random.Generator:
     "The numpy generator a batch sampler gets at iteration `step` on `rank` (independent streams)."
     return np.random.default_rng([int(seed), int(rank), int(step)])
+
+def shared_rng(seed: int, # run seed
+               step: int, # iteration
+              ) -> np.random.Generator:
+    "The generator every rank gets at iteration `step` (one stream for all ranks): draw the global batch with it, keep your part."
+    return np.random.default_rng([int(seed), int(step), 0x5EED])
+
+def shard(n: int,                  # the global batch
+          part: tuple | None = None, # (rank, world_size); None: the whole batch
+         ) -> slice:
+    "The rows of a global batch of `n` that part `(rank, world_size)` keeps: consecutive, disjoint, together all `n`."
+    if part is None: return slice(0, n)
+    r, w = part
+    if n % w: raise ValueError(f"a global batch of {n} does not split over {w} processes")
+    return slice(r * (n // w), (r + 1) * (n // w))
 
 def sharded_indices(n: int,          # dataset length
                     step: int,       # iteration

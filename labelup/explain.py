@@ -18,8 +18,8 @@ from captum.attr import IntegratedGradients, NoiseTunnel
 from .core import TeacherCfg, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'make_reference', 'make_references', 'cpu_supports_bf16', 'Attribution', 'Explainer', 'peak_memory',
-           'time_attribution']
+__all__ = ['REFERENCE_KINDS', 'make_reference', 'make_references', 'cpu_supports_bf16', 'free_memory', 'activation_bytes',
+           'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = ("zeros", "blur", "noise", "mean")
@@ -60,6 +60,49 @@ def cpu_supports_bf16() -> bool:
         return "avx512_bf16" in flags or "amx_bf16" in flags
     except OSError: return False
 
+def free_memory(device: str) -> int:
+    "Bytes available for new tensors on `device`: CUDA's free memory, or the host's MemAvailable."
+    if torch.device(device).type == "cuda": return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"): return int(line.split()[1]) * 1024
+    except OSError: pass
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+def activation_bytes(model: nn.Module,  # the network, on its device
+                     shape: tuple,      # one sample's input shape, e.g. (7, 512, 512)
+                     device: str,       # where the model is
+                     amp: bool = False, # bf16 autocast (halves what is kept)
+                     channels_last: bool = False,
+                    ) -> int:
+    "Bytes that one sample's forward keeps for its backward pass: the outputs of every leaf module, measured with hooks."
+    total = [0]
+    def hook(m, i, o):
+        for t in (o if isinstance(o, (tuple, list)) else [o]):
+            if torch.is_tensor(t): total[0] += t.numel() * t.element_size()
+    hs = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
+    x = torch.zeros(1, *shape, device=device, requires_grad=True)
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.enable_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp): model(x)
+    finally:
+        for h in hs: h.remove()
+    return total[0]
+
+def fit_ig_batch(per_sample: int,      # activation_bytes of one sample
+                 free: int,            # free_memory of the device
+                 requested: int,       # the most worth running in one pass (steps x windows)
+                 fraction: float = 0.7, # share of the free memory to use
+                 what: str = "IG",     # for the message
+                ) -> int:
+    "How many IG samples fit in one pass: activations and their gradients (2 x per_sample) within `fraction` of `free`."
+    n = int(fraction * free // max(1, 2 * per_sample))
+    if n < 1:
+        raise MemoryError(f"{what}: one IG sample needs about {2 * per_sample / 2**30:.2f} GiB (activations and their "
+                          f"gradients) and {fraction:.0%} of the free memory is {fraction * free / 2**30:.2f} GiB; use a "
+                          "device with more memory or a smaller input")
+    return max(1, min(int(requested), n))
+
 @dataclass
 class Attribution:
     "IG result for a batch of windows."
@@ -89,6 +132,7 @@ class Explainer:
         self.ig = IntegratedGradients(self._forward_ig)
         self._ref_logit = {}
         self.calls = 0; self.forward_calls = 0
+        self._per_sample, self.ig_batch = {}, self.cfg.internal_batch_size   # auto batch sizing (internal_batch_size 0)
         self._adaptive0 = bool(fast and self.cfg.adaptive_steps and self.cfg.adaptive_steps < self.cfg.ig_steps)
         self.new_study()
 
@@ -126,12 +170,23 @@ class Explainer:
         """Keep bf16 only if it reproduces the float32 attributions of this window to `bf16_min_cosine`.
         Returns the float32 attributions: they are this window's map, so the check costs one extra bf16 pass."""
         c = self.cfg
-        a16 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=c.internal_batch_size)
+        a16 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
         self.amp = False
-        a32 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=c.internal_batch_size)
+        a32 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
         self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
         self.amp = self.bf16_cosine >= c.bf16_min_cosine
         return a32
+
+    def _ibs(self, x: torch.Tensor, n_steps: int) -> int:
+        "captum's internal_batch_size for windows `x`: the profile's, or (0) as many samples as fit in free memory."
+        c = self.cfg
+        if c.internal_batch_size > 0: return c.internal_batch_size
+        key = (tuple(x.shape[1:]), self.amp)
+        if key not in self._per_sample:
+            self._per_sample[key] = activation_bytes(self.model, key[0], self.device, self.amp, self.channels_last)
+        name = f"IG of {type(self.model).__name__} on {tuple(x.shape[1:])} windows ({self.device})"
+        self.ig_batch = fit_ig_batch(self._per_sample[key], free_memory(self.device), n_steps * x.shape[0], c.ig_memory_fraction, name)
+        return self.ig_batch
 
     def references(self, x: torch.Tensor) -> list[torch.Tensor]:
         c = self.cfg
@@ -151,7 +206,7 @@ class Explainer:
             if c.nt_samples > 0:
                 nt = NoiseTunnel(self.ig)
                 a = nt.attribute(x, nt_type="smoothgrad", nt_samples=c.nt_samples, stdevs=c.nt_stdev,
-                                 baselines=b, n_steps=c.ig_steps, internal_batch_size=c.internal_batch_size)
+                                 baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
                 steps_used.append(c.ig_steps); deltas.append(float("nan"))
             else:
                 fb = self._reference_logit(b, c.reference if ri == 0 else c.extra_references)
@@ -161,11 +216,11 @@ class Explainer:
                 if self.amp and self.bf16_cosine is None: a = self._check_bf16(x, b)  # float32, full steps
                 if a is None and self.adaptive:
                     n = c.adaptive_steps; self._adapt[0] += 1
-                    a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=c.internal_batch_size)
+                    a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
                     if rel_gap(a) <= c.completeness_tol: self._adapt[1] += 1
                     else: a, n = None, c.ig_steps  # not converged: the full step count
                     if self._adapt[0] >= 4 and self._adapt[1] < self._adapt[0] / 2: self.adaptive = False  # does not pay here
-                if a is None: a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=c.internal_batch_size)
+                if a is None: a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
                 steps_used.append(n); deltas.append(rel_gap(a))
             total += a.float()
         heat = (total / len(refs)).clamp_min(0).contiguous().cpu()

@@ -6,7 +6,7 @@ from the slow explainability teacher at deployment, and the paper reports it is 
 
 # %% ../nbs/11_student.ipynb #e2d30251
 from __future__ import annotations
-import json, math, time
+import hashlib, json, math, time
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +18,18 @@ from .core import (Profile, StudentCfg, UsageError, atomic_path, sweep_temporari
                           pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
 from .core import hu_window as _hu_window
 from .dicom import read_series
-from .data import list_studies, load_study
+from .data import list_studies, load_study, orientation_flips, reorient, study_shape
 from .explain import cpu_supports_bf16
 from .filter import filter_clusters, filter_params
-from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, train_loop
+from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, shard, shared_rng, train_loop
+from .store import build_store, read_box
 
 # %% auto #0
 __all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window', 'preprocess_label',
-           'read_study', 'read_label', 'PatchSampler', 'augment', 'mixup', 'segmentation_loss', 'load_training_set',
-           'load_student', 'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args',
-           'postprocess', 'segment_volume', 'segment_dicom', 'segment_studies']
+           'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup', 'segmentation_loss',
+           'student_store_params', 'load_training_set', 'load_student', 'student_settings', 'train_student',
+           'predict_probabilities', 'student_inference_args', 'postprocess', 'segment_volume', 'segment_dicom',
+           'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -105,49 +107,63 @@ def read_label(labels_dir, study: str, shape: tuple) -> np.ndarray:
 
 # %% ../nbs/11_student.ipynb #123dd613
 class PatchSampler:
-    "Preprocessed studies in memory and balanced random patch sampling."
-    def __init__(self, images: list, # (H, W, D) float tensors (windowed)
-                 labels: list,       # (H, W, D) uint8 tensors
-                 patch_size: tuple,  # (H, W, D)
+    "Balanced random patches from preprocessed studies, read from memory or from the training store."
+    def __init__(self, images: list,     # windowed vol[z, y, x] uint8 arrays (1/255 steps) or StoredVolumes
+                 foreground: list,       # per study, its label's voxels as (N, 3) int (z, y, x) arrays or StoredVolumes
+                 patch_size: tuple,      # (H, W, D)
                  positive_fraction: float = 0.5, # share of patches centred on foreground
-                 max_fg: int = 20000, # foreground voxels remembered per study (subsampled)
                 ):
         self.ps = tuple(int(v) for v in patch_size); self.pf = float(positive_fraction)
-        self.images, self.labels, self.fg = [], [], []
-        for im, lb in zip(images, labels):
-            pad = [max(0, p - s) for p, s in zip(self.ps, im.shape)]
-            if any(pad):
-                spec = [v for p in reversed(pad) for v in (p // 2, p - p // 2)]
-                im = F.pad(im, spec); lb = F.pad(lb, spec)
-            self.images.append(im.to(torch.float16)); self.labels.append(lb.to(torch.uint8))
-            fg = torch.nonzero(lb).numpy()
-            if len(fg) > max_fg: fg = fg[np.random.default_rng(0).choice(len(fg), max_fg, replace=False)]
-            self.fg.append(fg)
+        self.images, self.fg = list(images), list(foreground)
+        self.shapes = [tuple(int(v) for v in np.asarray(im.shape)[[1, 2, 0]]) for im in self.images]   # (H, W, D)
         self.positive = [i for i, f in enumerate(self.fg) if len(f)]
 
     def __len__(self): return len(self.images)
 
-    def crop(self, i: int, rng: np.random.Generator, positive: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        "One (1, H, W, D) image patch and its label patch from study `i`."
-        im, lb, ps = self.images[i], self.labels[i], self.ps
-        if positive and len(self.fg[i]):
-            c = self.fg[i][rng.integers(len(self.fg[i]))]
-            c = [int(cc + rng.integers(-(p // 4), p // 4 + 1)) for cc, p in zip(c, ps)]
-            start = [min(max(0, cc - p // 2), s - p) for cc, p, s in zip(c, ps, im.shape)]
-        else:
-            start = [int(rng.integers(0, s - p + 1)) for p, s in zip(ps, im.shape)]
-        sl = tuple(slice(a, a + p) for a, p in zip(start, ps))
-        return im[sl][None].float(), lb[sl][None].float()
+    def _padded(self, i: int) -> tuple[list, list]:
+        "Study `i`'s shape padded to at least the patch (H, W, D), and where the study starts in it."
+        pad = [max(s, p) for s, p in zip(self.shapes[i], self.ps)]
+        return pad, [(q - s) // 2 for q, s in zip(pad, self.shapes[i])]
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        "A batch `(x, y)` of shape (n, 1, H, W, D); round(n * positive_fraction) patches centred on PEs when any exist."
+    def draw(self, n: int, rng: np.random.Generator) -> list[tuple[int, tuple]]:
+        "Where the `n` patches of a batch lie: (study, start (H, W, D) in the study's grid, may be negative at a padded edge)."
         n_pos = int(round(n * self.pf)) if self.positive else 0
-        xs, ys = [], []
+        out = []
         for k in range(n):
             pos = k < n_pos
             i = int(self.positive[rng.integers(len(self.positive))]) if pos else int(rng.integers(len(self)))
-            x, y = self.crop(i, rng, pos); xs.append(x); ys.append(y)
+            pad, off = self._padded(i)
+            if pos:
+                z, y, x = (int(v) for v in self.fg[i][int(rng.integers(len(self.fg[i])))])
+                c = [cc + o + int(rng.integers(-(p // 4), p // 4 + 1)) for cc, o, p in zip((y, x, z), off, self.ps)]
+                start = [min(max(0, cc - p // 2), q - p) for cc, p, q in zip(c, self.ps, pad)]
+            else:
+                start = [int(rng.integers(0, q - p + 1)) for p, q in zip(self.ps, pad)]
+            out.append((i, tuple(a - o for a, o in zip(start, off))))
+        return out
+
+    def crop(self, i: int, start: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        "The (1, H, W, D) image and label patch of study `i` at `start` (H, W, D); 0 outside the study."
+        (h0, w0, d0), (H, W, D) = start, self.ps
+        im = read_box(self.images[i], (d0, h0, w0), (D, H, W), fill=0)
+        lb = np.zeros((D, H, W), np.float32)
+        fg = np.asarray(self.fg[i]).reshape(-1, 3)
+        if len(fg):
+            loc = fg - np.array([d0, h0, w0])
+            loc = loc[((loc >= 0) & (loc < np.array([D, H, W]))).all(1)]
+            lb[loc[:, 0], loc[:, 1], loc[:, 2]] = 1
+        to = lambda v: torch.from_numpy(np.ascontiguousarray(v.transpose(1, 2, 0)))[None]
+        return to(im).float() / 255, to(lb)
+
+    def sample(self, n: int, rng: np.random.Generator, part: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "A batch `(x, y)` (n, 1, H, W, D) of the global draw of `n` (round(n * positive_fraction) centred on PEs), or part `(rank, world_size)` of it."
+        xs, ys = zip(*(self.crop(i, st) for i, st in self.draw(n, rng)[shard(n, part)]))
         return torch.stack(xs), torch.stack(ys)
+
+def foreground(label_hwd) -> np.ndarray:
+    "The voxels of a (H, W, D) label as an (N, 3) int32 array of (z, y, x), the store's axis order."
+    nz = np.nonzero(np.asarray(label_hwd))
+    return np.stack([nz[2], nz[0], nz[1]], 1).astype(np.int32) if len(nz[0]) else np.zeros((0, 3), np.int32)
 
 # %% ../nbs/11_student.ipynb #548c7469
 def augment(x: torch.Tensor, # (B, 1, H, W, D) images
@@ -197,18 +213,32 @@ def segmentation_loss(logits: torch.Tensor, # (B, 1, H, W, D) logits
     return loss
 
 # %% ../nbs/11_student.ipynb #e93b6534
-def load_training_set(cache, labels_dir, profile: Profile, studies: list[str]) -> PatchSampler:
-    "Preprocess `studies` (images from `cache`, masks from `labels_dir`, missing = empty) into a `PatchSampler`."
+def student_store_params(profile: Profile) -> dict:
+    "What the student's image store depends on: the HU window and the in-plane size (a larger study is shrunk to it)."
+    d = profile.data
+    return dict(stage="student", window_center=d.window_center, window_width=d.window_width, image_size=d.image_size)
+
+def _to_store(im_hwd: torch.Tensor) -> np.ndarray:
+    "A windowed (H, W, D) float image as the store's uint8 vol[z, y, x]."
+    return (from_hwd(im_hwd.clamp(0, 1).numpy()) * 255).round().astype(np.uint8)
+
+def load_training_set(cache, labels_dir, profile: Profile, studies: list[str], store_dir=None, workers: int = 1) -> PatchSampler:
+    "A `PatchSampler` over `studies`: images from the cache's training store, label voxels from `labels_dir` (missing = empty) stored in `store_dir`."
     log = get_logger("labelup.student")
-    ims, lbs, n_missing = [], [], 0
-    for s in studies:
-        img, _ = read_study(cache, s)
-        im = preprocess_image(img, profile.data.image_size, profile_hu_window(profile))
-        if not (Path(labels_dir) / f"{s}.nii.gz").exists(): n_missing += 1
-        lbs.append(preprocess_label(read_label(labels_dir, s, img.shape), tuple(im.shape[:2])))
-        ims.append(im)
+    pr = student_store_params(profile)
+    name = f"student_s{pr['image_size']}_c{pr['window_center']:g}_w{pr['window_width']:g}"
+    ims = build_store(Path(cache) / "store" / name, studies,
+                      lambda s: _to_store(preprocess_image(read_study(cache, s)[0], pr["image_size"], profile_hu_window(profile))),
+                      pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
+    def make_fg(s):
+        return foreground(preprocess_label(read_label(labels_dir, s, study_shape(cache, s)), ims[s].shape[1:]))
+    lab = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(labels_dir).glob("*.nii.gz")) if Path(labels_dir).is_dir() else []
+    fg = build_store(Path(store_dir or Path(labels_dir) / ".store") / "foreground", studies, make_fg,
+                     dict(store=name, labels=hashlib.sha256(json.dumps(lab).encode()).hexdigest()[:16]), source=lambda s: Path(labels_dir) / f"{s}.nii.gz",
+                     workers=workers)
+    n_missing = sum(not (Path(labels_dir) / f"{s}.nii.gz").exists() for s in studies)
     if n_missing: log.info(f"{n_missing}/{len(studies)} training studies have no label file: empty masks")
-    return PatchSampler(ims, lbs, profile.student.patch_size, profile.student.positive_fraction)
+    return PatchSampler([ims[s] for s in studies], [fg[s] for s in studies], profile.student.patch_size, profile.student.positive_fraction)
 
 def _state(model: torch.nn.Module, profile: Profile, **extra) -> dict:
     "A plain checkpoint dict (weights + profile), loadable with weights_only=True."
@@ -262,11 +292,12 @@ def train_student(cache,            # prepare cache (images)
     if schedule is not None:
         its, lr, warm = schedule; over = dict(iterations=int(its), lr=float(lr), warmup=int(warm))
     tc = TrainConfig.from_cfg(cfg, seed=profile.data.seed, **over)
-    sampler = load_training_set(cache, labels_dir, profile, list(studies))
+    sampler = load_training_set(cache, labels_dir, profile, list(studies), out / "store", workers=max(1, cfg.num_workers))
 
-    per_rank = rank_batch_size(cfg.batch_size, info.world_size)   # batch_size is the global batch, as for the classifier
-    def batch_fn(step, rng):
-        x, y = sampler.sample(per_rank, rng)
+    rank_batch_size(cfg.batch_size, info.world_size)   # batch_size is the global batch, as for the classifier
+    part = (info.rank, info.world_size)
+    def batch_fn(step, rng):   # the global draw of patch positions is shared, this rank reads and augments its part
+        x, y = sampler.sample(cfg.batch_size, shared_rng(profile.data.seed, step), part)
         x, y = augment(x, y, cfg, rng)
         return mixup(x, y, cfg.mixup_alpha, cfg.mixup_prob, rng)
 
@@ -337,12 +368,17 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
 # %% ../nbs/11_student.ipynb #0b6f1517
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
                    device: str | None = None, probabilities: bool = False, filters: bool = False,
-                   record: dict | None = None) -> dict:
+                   record: dict | None = None,
+                   source_flips: tuple | None = None, # the image was reoriented by these flips (x, y, z): write on the source grid
+                  ) -> dict:
     "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record."
     t0 = time.perf_counter()
     prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
     mask, n = postprocess(prob, profile.student.threshold, filter_params(profile, np.shape(image_hu)[1:]) if filters else None)
     secs = time.perf_counter() - t0
+    if source_flips is not None and any(source_flips):
+        (mask, src), prob = reorient(mask, affine, source_flips), reorient(prob, affine, source_flips)[0]
+        affine = src
     out = Path(out)
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
@@ -359,10 +395,12 @@ def segment_dicom(series_dir,        # folder holding one CT series
                  ) -> dict:
     "Segment a DICOM series folder directly; writes `OUT/<name>.nii.gz` with the series' RAS affine."
     hu, geom = read_series(series_dir)
+    flips = orientation_flips(geom["affine"], Path(series_dir).name)
+    hu, affine = reorient(hu, geom["affine"], flips)   # the orientation the student was trained in
     model, prof = load_student(checkpoint, device)
     name = name or geom.get("study_uid") or Path(series_dir).name
-    return segment_volume(model, hu, np.asarray(geom["affine"]), out, name, profile or prof, device, probabilities,
-                          filters, {"checkpoint": file_hash(checkpoint), "source": "dicom"})
+    return segment_volume(model, hu, affine, out, name, profile or prof, device, probabilities,
+                          filters, {"checkpoint": file_hash(checkpoint), "source": "dicom"}, source_flips=flips)
 
 def segment_studies(cache,            # prepare cache
                     checkpoint,       # student `model.pt`

@@ -12,7 +12,7 @@ import pydicom
 
 from ..core import load_volume, save_volume
 from ..dicom import HU_MAX, HU_MIN, geometry_affine, lenient_dicom
-from ..data import prepare
+from ..data import orientation_flips, prepare, reorient
 from ..phantom import make_phantom_dataset
 
 # %% auto #0
@@ -90,7 +90,9 @@ def bench_prepare(root=None,          # RSPECT-layout root; None: generate one
             t0 = time.perf_counter(); prepare(root, tmp / "cache1", workers=1, studies=studies, progress=False)
             t_ones.append(time.perf_counter() - t0)
         t_ref, t_prep, t_one = float(np.median(t_refs)), float(np.median(t_preps)), float(np.median(t_ones))
-        same = all(np.array_equal(load_volume(tmp / "ref" / f"{s}.nii.gz")[0], load_volume(tmp / "cache" / s / "image.nii.gz")[0])
+        def canonical(f):  # the reference keeps the scanner's voxel order; the cache stores every study LPS (02_data)
+            v, a = load_volume(f); return reorient(v, a, orientation_flips(a))[0]
+        same = all(np.array_equal(canonical(tmp / "ref" / f"{s}.nii.gz"), load_volume(tmp / "cache" / s / "image.nii.gz")[0])
                    for s in studies)
         nz, ny, nx = load_volume(tmp / "cache" / studies[0] / "image.nii.gz")[0].shape
         return dict(speedup=round(t_ref / t_prep, 3), reference_s=round(t_ref, 3), prepare_s=round(t_prep, 3),

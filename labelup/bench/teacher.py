@@ -80,7 +80,7 @@ def bench_teacher(cache, # `prepare` cache
             t0, c0 = time.perf_counter(), time.process_time()
             r = run(ex)
             ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
-        out[name] = dict(ms=ig_image_ms(ex, xw, min(c.internal_batch_size, c.ig_steps)),
+        out[name] = dict(ms=ig_image_ms(ex, xw, min(ex.ig_batch or c.ig_steps, c.ig_steps)),
                          r=r, s=float(np.median(ts)), cpu=float(np.median(cs)), runs_s=[round(t, 3) for t in ts], mem=mems[name],
                          bf16_cosine=ex.bf16_cosine, bf16=ex.amp, ig_calls=r["record"]["ig_calls"],
                          steps=r["record"]["ig_steps_mean"], forwards=ex.forward_calls)
