@@ -18,7 +18,7 @@ from torch import nn
 from .core import (Profile, read_checkpoint, DATA_OUTCOME, claim_output, outcome_settings, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
 from .data import slab_indices, split_studies
 from .store import build_store, read_slab
-from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size, shard, shared_rng,
+from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size, batch_part, shared_rng,
                             save_checkpoint, DistInfo)
 
 # %% auto #0
@@ -195,7 +195,7 @@ class SliceBank:
 
     def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None):
         "A batch of windows and labels: the global draw of `n` rows, of which part `(rank, world_size)` is read."
-        iz = self.draw(rng, n, balanced)[shard(n, part)]
+        iz = self.draw(rng, n, balanced)[batch_part(n, part)]
         y = torch.tensor([self.labels[i][z] for i, z in iz], dtype=torch.float32)
         return self.windows(iz), y
 

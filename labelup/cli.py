@@ -315,7 +315,8 @@ def cli_bench_teacher(argv: list[str]) -> int:
           f"{'met' if res['target']['met'] else 'not met'}")
     fl = res["ig_floor"]
     print(f"IG passes alone: {fl['images']} images x {fl['ms_per_image']['fast']:.2f} ms = {fl['fast_ig_s']:.2f} s "
-          f"-> at most {fl['max_speedup']:.2f}x at this step count and precision")
+          + (f"-> at most {fl['max_speedup']:.2f}x at this step count and precision" if fl["consistent"] else
+             f"(more than the whole run: the machine was busy while one was timed; no floor claimed)"))
     if "dice_to_converged" in res:
         dc = res["dice_to_converged"]
         print(f"Dice to float32 IG at {dc['steps']} steps: reference {dc['reference']:.4f}, teacher {dc['fast']:.4f}")
@@ -474,8 +475,11 @@ def cli_bench_scale(argv: list[str]) -> int:
     ap.add_argument("--ig-steps", type=int, default=None, help="IG steps measured (default: the profile's on a GPU, 2 on a CPU)")
     ap.add_argument("--study-shape", type=int, nargs=3, default=(235, 512, 512), metavar=("Z", "Y", "X"),
                     help="the study the teacher and the inference are scaled to (default 235 512 512, the paper's)")
+    ap.add_argument("--report", default=None, type=out_file, help="also write the results README section (markdown) here")
+    ap.add_argument("--memory", default=None, help="a `labelup bench memory` JSON to include in the report")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
+    if a.memory and not Path(a.memory).is_file(): raise UsageError(f"--memory {a.memory}: no such file")
     t0 = time.time()
     say = None if a.quiet else (lambda name: print(f"[{time.time() - t0:7.1f} s] {name}", file=sys.stderr, flush=True))
     rec = bench_scale(profile_from_args(a, "paper"), a.device, steps=a.steps, batch=a.batch, ig_steps=a.ig_steps,
@@ -487,6 +491,10 @@ def cli_bench_scale(argv: list[str]) -> int:
     for k, v in rec["extrapolation"].items():
         print(f"{k:28s} {v.get('seconds', v.get('seconds_min', 0)):12.0f} s  ({v['what']})")
     print(f"on {rec['device_name']}; {'; '.join(rec['notes'])}")
+    if a.report:
+        from labelup.bench.scale import scale_report
+        from labelup.core import write_text_atomic
+        write_text_atomic(a.report, scale_report(rec, json.loads(Path(a.memory).read_text()) if a.memory else None))
     return 0
 
 def cli_bench_memory(argv: list[str]) -> int:

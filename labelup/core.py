@@ -90,7 +90,8 @@ class TeacherCfg:
     min_cluster_voxels: int = 100    # size filter, paper voxels at 512^2, scaled by area
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
     bf16: bool = True                # reduced precision for IG where supported
-    bf16_min_cosine: float = 0.999   # bf16 is kept only if its IG map has this cosine to float32's
+    bf16_min_cosine: float = 0.999   # a standalone explainer keeps bf16 only if its IG map has this cosine to float32's
+    bf16_min_dice: float = 0.99      # the teacher keeps bf16 if a window's Algorithm-1 mask has this Dice to float32's (or moves less than 2x steps does)
     channels_last: bool = field(default=True, metadata={"runtime": True})  # channels-last memory format in IG passes
     adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 07_explain)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|

@@ -21,7 +21,7 @@ from .core import UsageError, atomic_path, pick_device, sweep_temporaries
 
 # %% auto #0
 __all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng', 'shared_rng',
-           'shard', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
+           'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'rank_batch_size',
            'step_batches', 'train_loop']
 
@@ -95,7 +95,7 @@ def shared_rng(seed: int, # run seed
     "The generator every rank gets at iteration `step` (one stream for all ranks): draw the global batch with it, keep your part."
     return np.random.default_rng([int(seed), int(step), 0x5EED])
 
-def shard(n: int,                  # the global batch
+def batch_part(n: int,             # the global batch
           part: tuple | None = None, # (rank, world_size); None: the whole batch
          ) -> slice:
     "The rows of a global batch of `n` that part `(rank, world_size)` keeps: consecutive, disjoint, together all `n`."

@@ -117,8 +117,9 @@ class Explainer:
                  cfg: TeacherCfg | None = None, # teacher settings (profile.teacher)
                  device: str | None = None, # 'cpu', 'cuda', None: auto
                  fast: bool = True, # False: the plain reference (float32, fixed steps, contiguous)
+                 bf16_agree=None, # bf16_agree(a16, a32) -> score in [0, 1] (the teacher's: Dice of the window's labels); None: cosine
                 ):
-        self.cfg = cfg or TeacherCfg(); self.fast = fast
+        self.cfg = cfg or TeacherCfg(); self.fast = fast; self.bf16_agree = bf16_agree
         self.device = pick_device(device)
         dev_type = torch.device(self.device).type
         self._amp0 = bool(fast and self.cfg.bf16 and (dev_type == "cuda" or cpu_supports_bf16()))
@@ -139,7 +140,7 @@ class Explainer:
     def new_study(self):
         """Forget the precision and step-count decisions taken on earlier inputs. The teacher calls this per study,
         so a study's pseudo-label never depends on which studies the same process labelled before (sharding, resume)."""
-        self.amp, self.bf16_cosine = self._amp0, None
+        self.amp, self.bf16_cosine, self.bf16_score, self.quadrature_score = self._amp0, None, None, None
         self.adaptive, self._adapt = self._adaptive0, [0, 0]  # low step count tried, accepted
 
     def _prep(self, x):
@@ -167,14 +168,23 @@ class Explainer:
         return self._ref_logit[key].expand(b.shape[0])
 
     def _check_bf16(self, x, b):
-        """Keep bf16 only if it reproduces the float32 attributions of this window to `bf16_min_cosine`.
-        Returns the float32 attributions: they are this window's map, so the check costs one extra bf16 pass."""
+        """Decide bf16 on this window; returns its float32 attributions (the window's map).
+        With `bf16_agree` (the teacher): bf16 is kept when its labels differ from float32's no more than float32's own
+        differ from float32 at twice the steps (the quadrature error the plain reference accepts anyway), or when they
+        agree to `bf16_min_dice`. Without it: the maps' cosine >= `bf16_min_cosine`."""
         c = self.cfg
-        a16 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
+        ig = lambda n: self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
+        a16 = ig(c.ig_steps)
         self.amp = False
-        a32 = self.ig.attribute(x, baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
+        a32 = ig(c.ig_steps)
         self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
-        self.amp = self.bf16_cosine >= c.bf16_min_cosine
+        if self.bf16_agree is not None:
+            self.bf16_score = float(self.bf16_agree(a16.float().cpu(), a32.float().cpu()))
+            self.quadrature_score = 1.0
+            if self.bf16_score < c.bf16_min_dice:
+                self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * c.ig_steps).float().cpu()))
+            self.amp = self.bf16_score >= min(c.bf16_min_dice, self.quadrature_score)
+        else: self.amp = self.bf16_cosine >= c.bf16_min_cosine
         return a32
 
     def _ibs(self, x: torch.Tensor, n_steps: int) -> int:

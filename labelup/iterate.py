@@ -19,7 +19,8 @@ from .data import slab_indices
 
 # %% auto #0
 __all__ = ['neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs', 'iterate_slab',
-           'algorithm1_args', 'aggregation_weights', 'aggregate_slabs', 'labels_at', 'TeachResult', 'teach_volume']
+           'algorithm1_args', 'window_label_dice', 'aggregation_weights', 'aggregate_slabs', 'labels_at', 'TeachResult',
+           'teach_volume']
 
 # %% ../nbs/08_iterate.ipynb #26e7f760
 def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
@@ -131,6 +132,18 @@ def algorithm1_args(profile: Profile) -> dict:
     return dict(radius=neighbourhood_radius(profile), high=c.high_threshold, low=c.low_threshold, clf_threshold=c.clf_threshold,
                 max_iterations=c.max_iterations, min_masked=profile.vox2d(c.min_masked_voxels))
 
+def window_label_dice(profile: Profile): # the run's profile (thresholds, neighbourhood)
+    "bf16's test for the teacher: f(a16, a32) = the lowest Dice, over the windows, of the Algorithm-1 masks the two maps give."
+    kw = algorithm1_args(profile)
+    def agree(a16: torch.Tensor, a32: torch.Tensor) -> float:
+        out = 1.0
+        for h16, h32 in zip(a16.clamp_min(0), a32.clamp_min(0)):
+            m16, m32 = (cluster_heatmap(h, kw["high"], kw["low"], kw["radius"]) for h in (h16, h32))
+            n = int(m16.sum()) + int(m32.sum())
+            out = min(out, 1.0 if n == 0 else 2 * int((m16 & m32).sum()) / n)
+        return out
+    return agree
+
 # %% ../nbs/08_iterate.ipynb #3c88af06
 def aggregation_weights(n_slices: int, # slices in the study
                         sigma: float = 0.8, # Gaussian sigma (slices)
@@ -223,5 +236,7 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                   clusters_per_iteration=by_iter, window_probs=[round(float(p), 4) for p in probs0],
                   windows=per_window, ig_calls=explainer.calls - calls0,
                   ig_steps_mean=float(np.mean([s for w in per_window.values() for s in w["steps"]])) if per_window else 0.0,
+                  bf16=bool(getattr(explainer, "amp", False)), bf16_score=getattr(explainer, "bf16_score", None),
+                  quadrature_score=getattr(explainer, "quadrature_score", None),
                   time_s=round(time.perf_counter() - t0, 3))
     return TeachResult(disc, heat, record)

@@ -21,7 +21,7 @@ from .dicom import read_series
 from .data import list_studies, load_study, orientation_flips, reorient, study_shape
 from .explain import cpu_supports_bf16
 from .filter import filter_clusters, filter_params
-from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, shard, shared_rng, train_loop
+from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
 
 # %% auto #0
@@ -157,7 +157,7 @@ class PatchSampler:
 
     def sample(self, n: int, rng: np.random.Generator, part: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         "A batch `(x, y)` (n, 1, H, W, D) of the global draw of `n` (round(n * positive_fraction) centred on PEs), or part `(rank, world_size)` of it."
-        xs, ys = zip(*(self.crop(i, st) for i, st in self.draw(n, rng)[shard(n, part)]))
+        xs, ys = zip(*(self.crop(i, st) for i, st in self.draw(n, rng)[batch_part(n, part)]))
         return torch.stack(xs), torch.stack(ys)
 
 def foreground(label_hwd) -> np.ndarray:

@@ -20,11 +20,12 @@ from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logge
 from .data import list_studies, load_study
 from .classifier import load_classifier, preprocess_volume
 from .explain import Explainer
-from .iterate import labels_at, teach_volume
+from .iterate import labels_at, teach_volume, window_label_dice
 from .filter import filter_mask
 
 # %% auto #0
-__all__ = ['to_cache_grid', 'teacher_settings', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label']
+__all__ = ['to_cache_grid', 'teacher_settings', 'teacher_explainer', 'pseudo_label_volume', 'load_teacher_model', 'shard',
+           'is_done', 'pseudo_label']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -43,6 +44,14 @@ def teacher_settings(profile: Profile) -> dict:
     "What determines a pseudo-label, recorded per study: a change invalidates finished studies, a speed setting does not."
     return dict(teacher=outcome_settings(profile.teacher), image_size=profile.data.image_size, context=profile.data.context,
                 hu_window=[profile.data.window_center, profile.data.window_width])
+
+def teacher_explainer(model: nn.Module, # the classifier
+                      profile: Profile, # the run's profile (teacher section)
+                      device: str | None = None,
+                      fast: bool = True, # False: the plain captum reference
+                     ) -> Explainer:
+    "The teacher's explainer: bf16 is kept per study only if it leaves a window's Algorithm-1 mask unchanged (Dice >= bf16_min_dice)."
+    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(profile))
 
 def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the classifier
                         image, # HU vol[z, y, x] on the cache grid
@@ -115,7 +124,7 @@ def pseudo_label(cache, # `prepare` cache folder
     todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash)]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]
     if records: log.info(f"pseudo-label: {len(records)} studies already finished, {len(todo)} to do")
-    explainer = Explainer(model, profile.teacher, device, fast=fast) if todo else None
+    explainer = teacher_explainer(model, profile, device, fast=fast) if todo else None
     for s in todo:
         st = load_study(cache, s)
         t0 = time.perf_counter()

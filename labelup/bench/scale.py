@@ -20,7 +20,8 @@ from ..phantom import make_phantom_dataset
 # %% auto #0
 __all__ = ['PAPER_TEACHER_ITERATION_S', 'PAPER_STUDENT_S', 'GOAL_TEACHER_ITERATION_S', 'RSPECT_POSITIVE_TRAIN', 'device_name',
            'time_steps', 'bench_classifier_step', 'bench_ig', 'bench_iteration', 'bench_student_step',
-           'sliding_windows', 'bench_inference', 'bench_data', 'bench_scale', 'extrapolate', 'bench_memory']
+           'sliding_windows', 'bench_inference', 'bench_data', 'bench_scale', 'extrapolate', 'scale_report',
+           'bench_memory']
 
 # %% ../../nbs/29_bench_scale.ipynb #a377f176
 def device_name(device: str) -> str:
@@ -229,6 +230,7 @@ def bench_scale(profile: Profile | str = "paper", # the profile whose shapes are
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rec["process_peak_rss_mb"] = _maxrss_mb()
+    rec["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rec["extrapolation"] = extrapolate(rec, p)
     return rec
 
@@ -265,6 +267,64 @@ def extrapolate(rec: dict, p: Profile) -> dict:
         out["student_inference"] = dict(seconds=s, paper_s=PAPER_STUDENT_S, speedup_for_paper=s / PAPER_STUDENT_S,
                                         what=f"one {tuple(st['sliding-window inference']['study_shape'])} study")
     return out
+
+# %% ../../nbs/29_bench_scale.ipynb #4f19f9a1
+def _dur(s: float) -> str:
+    "Seconds as the largest sensible unit."
+    for unit, n in (("days", 86400), ("h", 3600), ("min", 60)):
+        if s >= n: return f"{s / n:,.1f} {unit}"
+    return f"{s:,.2f} s"
+
+def scale_report(scale: dict,                # a `bench_scale` record
+                 memory: dict | None = None, # a `bench_memory` record
+                ) -> str:
+    "Markdown: the unit costs, the extrapolated cost of the profile's run, what a GPU must reach, and the memory proof."
+    L = [f"## `{scale['profile']}` profile at its own shapes, on {scale['device_name']}", "",
+         f"Measured with `labelup bench scale --profile {scale['profile']}` (torch {scale['torch']}, device `{scale['device']}`, "
+         f"{scale['free_memory_gb']} GB free at the start; the process's peak RSS was {scale['process_peak_rss_mb']:,.0f} MB). "
+         + " ".join(n + "." for n in scale["notes"]), "",
+         "| stage | unit | seconds per unit | shape measured | peak RSS above start (MB) | device peak (MB) |", "|---|---|---:|---|---:|---:|"]
+    for r in scale["stages"]:
+        L.append(f"| {r['stage']} | {r['unit']} | {r['seconds_per_unit']:.4g} | {r.get('shape')} | {r.get('rss_peak_mb', '')} | {r.get('cuda_peak_mb', '-')} |")
+    st = {r["stage"]: r for r in scale["stages"]}
+    d = st.get("data loading")
+    if d:
+        L += ["", f"Data loading at {d['shape'][1]} px: {d['slabs_per_s']:.0f} slabs/s and {d['patches_per_s']:.0f} patches/s "
+              f"({tuple(d['patch'])}) from the training store, against {d['reference_slabs_per_s']:.1f} slabs/s and "
+              f"{d['reference_patches_per_s']:.1f} patches/s when each sample decompresses its study from the NIfTI cache "
+              f"({d['slab_speedup']:.0f}x and {d['patch_speedup']:.0f}x). The store costs {d['store_mb_per_study']:.0f} MB and "
+              f"{d['store_build_s_per_study']:.1f} s per {d['shape'][0]}-slice study to derive, once."]
+    L += ["", "### The whole run, extrapolated from these unit costs", "",
+          "| stage | what | on this device | reference | speed-up a device must reach over this one |", "|---|---|---:|---|---:|"]
+    x = scale["extrapolation"]
+    if "classifier_training" in x:
+        c = x["classifier_training"]
+        L.append(f"| classifier training | {c['what']} | {_dur(c['seconds'])} | one day | {c['speedup_for_one_day']:,.0f}x |")
+    if "teacher_iteration" in x:
+        t = x["teacher_iteration"]
+        L.append(f"| teacher, one Algorithm-1 iteration | {t['what']} | {_dur(t['seconds'])} | paper {t['paper_s']} s (RTX A4500) | {t['speedup_for_paper']:,.0f}x |")
+        L.append(f"| teacher, one Algorithm-1 iteration | {t['what']} | {_dur(t['seconds'])} | our goal {t['goal_s']} s (H100-class) | {t['speedup_for_goal']:,.0f}x |")
+    if "teacher_all_positive_studies" in x:
+        a = x["teacher_all_positive_studies"]
+        L.append(f"| teacher, every positive training study | {a['what']} | {_dur(a['seconds_min'])} to {_dur(a['seconds_max'])} | one day | "
+                 f"{a['days_min']:,.0f}x to {a['days_max']:,.0f}x |")
+    if "student_training" in x:
+        c = x["student_training"]
+        L.append(f"| student training | {c['what']} | {_dur(c['seconds'])} | one day | {c['speedup_for_one_day']:,.0f}x |")
+    if "student_inference" in x:
+        i = x["student_inference"]
+        L.append(f"| student inference | {i['what']} | {_dur(i['seconds'])} | paper {i['paper_s']} s (RTX A4500) | {i['speedup_for_paper']:,.0f}x |")
+    if memory:
+        L += ["", f"### Training memory against the number of studies", "",
+              f"`labelup bench memory`: short trainings ({memory['iterations']} iterations, {memory['num_workers']} DataLoader workers) on "
+              f"{memory['studies'][0]} and on {memory['studies'][1]} phantom studies of {tuple(memory['shape'])}, each in its own process "
+              f"({memory['device_name']}). The reference loads the same studies into memory, as the first version of the classifier's "
+              "`SliceBank` did. The workers' figure sums their RSS, so it counts pages they share with the trainer once per worker.", "",
+              "| run | studies | peak RSS (MB) | DataLoader workers, summed (MB) | seconds |", "|---|---:|---:|---:|---:|"]
+        for r in memory["runs"]:
+            L.append(f"| {r['run']} | {r['studies']} | {r['peak_rss_mb']:,.0f} | {r['workers_peak_rss_mb']:,.0f} | {r['seconds']} |")
+        L += ["", "Peak RSS on many studies over few: " + ", ".join(f"{k} **{v:.2f}x**" for k, v in memory["peak_ratio"].items()) + "."]
+    return "\n".join(L) + "\n"
 
 # %% ../../nbs/29_bench_scale.ipynb #c01ca3ad
 _CHILD = r'''

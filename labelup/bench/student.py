@@ -38,7 +38,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     "Time the teacher and the student on the same study; returns seconds and `student_over_teacher_speed`."
     import tempfile, statistics
     from labelup.classifier import build_classifier, load_classifier
-    from labelup.explain import Explainer
+    from labelup.teacher import teacher_explainer
     from labelup.teacher import pseudo_label_volume
     dev = pick_device(device)
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -64,7 +64,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
         cmodel(torch.zeros(1, prof.data.context, prof.data.image_size, prof.data.image_size, device=dev))
     sync = (lambda: torch.cuda.synchronize()) if dev.startswith("cuda") else (lambda: None)
     sync(); t0 = time.perf_counter()
-    rec = pseudo_label_volume(Explainer(cmodel, tprof.teacher, dev), img, tprof)["record"]
+    rec = pseudo_label_volume(teacher_explainer(cmodel, tprof, dev), img, tprof)["record"]
     sync(); teacher_s = time.perf_counter() - t0
     times = []
     for _ in range(max(1, repeats)):
