@@ -77,6 +77,7 @@ class TeacherCfg:
     ig_steps: int = 16
     internal_batch_size: int = field(default=16, metadata={"runtime": True})  # IG samples per pass (speed, memory); 0: sized to free memory
     ig_memory_fraction: float = field(default=0.7, metadata={"runtime": True})  # share of free memory IG may use when sized automatically
+    batch_references: bool = field(default=True, metadata={"runtime": True})  # fast teacher: every reference of a window in one IG call
     n_references: int = 1            # paper: 1 or 5
     nt_samples: int = 0              # SmoothGrad samples (0 = off); paper tried 5
     nt_stdev: float = 0.05

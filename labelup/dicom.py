@@ -17,8 +17,8 @@ from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian, generat
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'GAPS', 'geometry_affine', 'lenient_dicom', 'write_series',
-           'DicomSeriesError', 'read_series']
+__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'GAPS', 'JPEG_NEEDS_LIBJPEG', 'JPEG_EXTRA_HINT', 'geometry_affine',
+           'lenient_dicom', 'write_series', 'DicomSeriesError', 'read_series']
 
 # %% ../nbs/01_dicom.ipynb #ef7ef95b
 def geometry_affine(origin,       # LPS position (mm) of voxel (0, 0, 0): the IPP of the first slice
@@ -48,11 +48,6 @@ def lenient_dicom():
     try: yield
     finally: cfg.writing_validation_mode, cfg.reading_validation_mode = old
 
-def _invert_stored(a: np.ndarray, bits: int, signed: bool) -> np.ndarray:
-    "MONOCHROME1 <-> MONOCHROME2: mirror stored values within the `bits`-bit range (an involution)."
-    if signed: return (-1 - a.astype(np.int32)).astype(a.dtype)
-    return ((1 << bits) - 1 - a.astype(np.int32)).astype(a.dtype)
-
 def write_series(hu_zyx: np.ndarray,       # HU volume vol[z, y, x]; slice z is written at origin + z*dz*normal
                  folder,                   # output folder (created); one <SOP>.dcm per slice
                  study_uid: str,           # StudyInstanceUID (RSPECT: 12 hex characters); also PatientID
@@ -65,7 +60,7 @@ def write_series(hu_zyx: np.ndarray,       # HU volume vol[z, y, x]; slice z is 
                  signed: bool = True,      # PixelRepresentation 1 (int16) or 0 (uint16)
                  slope: float = 1.0,       # RescaleSlope
                  intercept: float = 0.0,   # RescaleIntercept (unsigned storage needs e.g. -1024)
-                 photometric: str = "MONOCHROME2",  # or "MONOCHROME1" (stored values mirrored)
+                 photometric: str = "MONOCHROME2",  # or "MONOCHROME1": a display flag only, stored values are the same
                  shuffle_instance_numbers: bool = False,  # InstanceNumber in random order (the reader must not care)
                  padding_value: float | None = None,  # HU written outside the circular field of view (e.g. -2000)
                  padding_tag: bool = True, # also write PixelPaddingValue (the stored padding value)
@@ -103,10 +98,7 @@ def write_series(hu_zyx: np.ndarray,       # HU volume vol[z, y, x]; slice z is 
         outside = ((yy - (ny - 1) / 2) ** 2 + (xx - (nx - 1) / 2) ** 2) > (min(ny, nx) / 2) ** 2
         stored[:, outside] = pad_stored
     stored = stored.astype(np.int16 if signed else np.uint16)
-    if photometric == "MONOCHROME1": stored = _invert_stored(stored, bits_stored, signed)
-    pad_file = None if pad_stored is None else int(
-        _invert_stored(np.array([pad_stored], dtype=stored.dtype), bits_stored, signed)[0]
-        if photometric == "MONOCHROME1" else pad_stored)
+    pad_file = None if pad_stored is None else int(pad_stored)
     if bits_stored < 16 and signed: stored = stored.astype(np.int16)  # sign-extended: pydicom masks on encode
     inst = rng.permutation(nz) + 1 if shuffle_instance_numbers else np.arange(1, nz + 1)
     ts = pydicom.uid.UID(transfer_syntax or ExplicitVRLittleEndian)
@@ -242,12 +234,22 @@ def _stored_pixels(ds, name: str) -> np.ndarray:
     try:
         a = ds.pixel_array
     except Exception as e:
-        raise DicomSeriesError(f"{name}: cannot decode pixel data ({ts.name if hasattr(ts, 'name') else ts}): {e}") from e
+        hint = f"; {JPEG_EXTRA_HINT}" if str(ts) in JPEG_NEEDS_LIBJPEG and not _has_libjpeg() else ""
+        raise DicomSeriesError(f"{name}: cannot decode pixel data ({ts.name if hasattr(ts, 'name') else ts}): {e}{hint}") from e
     if a.shape != (rows, cols): raise DicomSeriesError(f"{name}: pixel data shape {a.shape} != Rows x Columns {(rows, cols)}")
     return a
 
+# JPEG baseline/extended/lossless and JPEG-LS: pydicom decodes them with pylibjpeg-libjpeg (GPLv3), an optional extra
+JPEG_NEEDS_LIBJPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                      "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+JPEG_EXTRA_HINT = "this transfer syntax needs the optional decoder: pip install 'labelup[jpeg]' (pylibjpeg-libjpeg, GPLv3)"
+
+def _has_libjpeg() -> bool:
+    import importlib.util
+    return importlib.util.find_spec("libjpeg") is not None
+
 def _slice_hu(ds, name: str, slope: float, inter: float) -> np.ndarray:
-    "One slice in HU (int16): MONOCHROME1 mirrored, rescaled with this file's own (checked) slope/intercept, padding to air, clipped."
+    "One slice in HU (int16): the modality LUT (this file's own checked slope/intercept, MONOCHROME1 or 2 alike), padding to air, clipped."
     s = _stored_pixels(ds, name)
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
     bits = int(getattr(ds, "BitsStored", 16))
@@ -258,8 +260,6 @@ def _slice_hu(ds, name: str, slope: float, inter: float) -> np.ndarray:
             lo_, hi_ = sorted((ppv, int(ds.PixelPaddingRangeLimit)))
             pad = (s >= lo_) & (s <= hi_)
         else: pad = s == ppv
-    if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip() == "MONOCHROME1":
-        s = _invert_stored(s.astype(np.int16 if signed else np.uint16), bits, signed)
     if slope == 1.0 and inter == int(inter): hu = s.astype(np.int32) + int(inter)
     else: hu = np.rint(s.astype(np.float64) * slope + inter)
     low = hu <= -2000

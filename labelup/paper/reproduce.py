@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, os, shutil, time
 from pathlib import Path
 
-from ..core import RunLayout, write_json_atomic, get_profile, write_text_atomic, atomic_path
+from ..core import RunLayout, UsageError, write_json_atomic, get_profile, write_text_atomic, atomic_path
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'find_notebooks', 'reproduce', 'write_results_readme']
@@ -46,7 +46,8 @@ def reproduce(profile: str = "smoke", # profile name
               on_stage=None, # callable(event: dict) at each notebook's start and end (the CLI prints one line each)
              ) -> Path:
     "Run the result notebooks with papermill into `out` and write `out/results/README.md`."
-    import papermill as pm
+    try: import papermill as pm
+    except ImportError as e: raise UsageError("reproduce runs the notebooks with papermill: pip install 'labelup[notebooks]'") from e
     get_profile(profile, overrides)  # fail early on a bad profile or override
     out = Path(out or Path("runs") / profile).resolve()
     lay = RunLayout(out)
