@@ -7,3 +7,19 @@ Modules:
 - `labelup.teacher`: The teacher (paper III.B) assembled from its parts: the Integrated Gradients explainer (`07_explain`), Algorithm 1 and slice aggregation (`08_iterate`) and the filters (`09_filter`), run over every study of a cache, sharded across processes and resumable. Its output, one pseudo-label per study, is what the student (stage 3) learns from; `labelup pseudo-label` runs it. The paper's stage-2 results (Tables II, III; Figs. 3, 5, 6) are regenerated in `22_tables2_3`."""
 
 __version__ = "0.1.0"
+
+# The main entry points, importable from the package itself (`from labelup import segment_study`). They load on
+# first use, so `import labelup` and `labelup --help` stay fast.
+_API = {"get_profile": "labelup.core", "prepare": "labelup.data", "load_study": "labelup.data",
+        "train_classifier": "labelup.classifier", "pseudo_label": "labelup.teacher", "train_student": "labelup.student",
+        "segment_studies": "labelup.student", "segment_study": "labelup.clinical", "find_studies": "labelup.clinical",
+        "pe_table": "labelup.clinical", "write_seg": "labelup.clinical", "export_bundle": "labelup.bundle",
+        "reproduce": "labelup.paper.reproduce"}
+__all__ = ["__version__", *_API]
+
+def __getattr__(name):
+    if name in _API:
+        import importlib
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'labelup' has no attribute {name!r}")
+

@@ -15,8 +15,9 @@ from .core import UsageError, add_profile_args, profile_from_args, checkpoint_pr
 # %% auto #0
 __all__ = ['COMMANDS', 'ALIASES', 'BENCHES', 'out_dir', 'out_file', 'cli_bench', 'main', 'run', 'cli_prepare', 'cli_phantom',
            'format_results', 'cli_evaluate', 'cli_train_classifier', 'cli_score', 'cli_pseudo_label',
-           'cli_bench_teacher', 'cli_train_student', 'cli_segment', 'cli_finetune', 'cli_bench_prepare',
-           'cli_bench_student', 'cli_bench_scale', 'cli_bench_memory', 'cli_reproduce']
+           'cli_bench_teacher', 'cli_train_student', 'cli_segment', 'cli_export_bundle', 'cli_export_seg',
+           'cli_finetune', 'cli_bench_prepare', 'cli_bench_student', 'cli_bench_scale', 'cli_bench_memory',
+           'cli_reproduce']
 
 # %% ../nbs/99_cli.ipynb #8c4caffe
 COMMANDS = {  # command -> one-line help; each is `cli_<command>` in this module
@@ -26,7 +27,9 @@ COMMANDS = {  # command -> one-line help; each is `cli_<command>` in this module
     "score": "stage 1: score every slice of prepared studies with a classifier checkpoint",
     "pseudo-label": "stage 2: run the teacher (Integrated Gradients, Algorithm 1, filters) -> pseudo-label masks",
     "train-student": "stage 3: train the DynUNet student on pseudo-labels (or any masks)",
-    "segment": "stage 3: segment prepared studies or a DICOM series folder with the student",
+    "segment": "stage 3: the student on a new patient's DICOM or NIfTI (mask, PE table, QC, DICOM SEG) or on a cache",
+    "export-seg": "write a mask (prediction or pseudo-label) as a DICOM Segmentation of its source series",
+    "export-bundle": "write a trained student as a MONAI bundle (runs under `python -m monai.bundle run`)",
     "evaluate": "PE-level cluster matching (sensitivity, PPV, F1) of masks vs a reference",
     "finetune": "fine-tune a student on a few human annotations (and the from-scratch baseline)",
     "reproduce": "run the result notebooks with papermill and regenerate every table and figure",
@@ -348,34 +351,122 @@ def cli_train_student(argv: list[str]) -> int:
     cleanup_distributed()
     return 0
 
-def cli_segment(argv: list[str]) -> int:
-    "`labelup segment --checkpoint M (--cache C | --dicom DIR) --out DIR [--probabilities]`"
+def _write_qc(path, image, mask, title: str, k: int = 3):
+    "qc.png: the axial slices through the `k` largest PEs (or the middle slice), PE window, mask outlined in red."
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     import numpy as np
-    from labelup.student import segment_dicom, segment_studies
-    ap = argparse.ArgumentParser(prog="labelup segment", description="Stage 3: segment prepared studies or a DICOM "
-                                 "series with the student; writes NIfTI masks on each study's grid (3D Slicer-ready).")
+    from scipy import ndimage
+    from labelup.core import atomic_path
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    sizes = ndimage.sum_labels(mask > 0, lab, range(1, n + 1)) if n else []
+    order = list(np.argsort(sizes)[::-1][:k] + 1)
+    zs = [int(np.argmax((lab == i).sum(axis=(1, 2)))) for i in order] or [image.shape[0] // 2]
+    fig, axs = plt.subplots(1, len(zs), figsize=(4 * len(zs), 4.3), squeeze=False)
+    for ax, z, i in zip(axs[0], zs, order or [None]):
+        ax.imshow(image[z], cmap="gray", vmin=100 - 350, vmax=100 + 350)   # PE window: centre 100, width 700 HU
+        if i is not None: ax.contour(lab[z] == i, levels=[0.5], colors="red", linewidths=1.2)
+        ax.set_title(f"PE {order.index(i) + 1}: slice {z} ({int(sizes[i - 1])} voxels)" if i is not None else f"no PE found (slice {z})")
+        ax.axis("off")
+    fig.suptitle(title); fig.tight_layout()
+    with atomic_path(path) as t: fig.savefig(t, dpi=100, format="png")
+    plt.close(fig)
+
+def cli_segment(argv: list[str]) -> int:
+    "`labelup segment --checkpoint M (--cache C | --input PATH) --out DIR [--probabilities]`"
+    import numpy as np
+    from labelup.student import segment_studies
+    ap = argparse.ArgumentParser(prog="labelup segment", description="Stage 3: segment a new patient's CT (a DICOM series, "
+                                 "a study tree, a folder of studies, a NIfTI file) or the studies of a prepare cache with the student.")
     ap.add_argument("--checkpoint", required=True, help="student model.pt (from train-student)")
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--cache", help="prepare cache folder")
-    src.add_argument("--dicom", help="a DICOM series folder (one slice per file)")
+    src.add_argument("--cache", help="prepare cache folder: writes OUT/<Study>.nii.gz on each prepared study's grid")
+    src.add_argument("--input", "--dicom", dest="input", metavar="PATH",
+                     help="a DICOM series folder, a study tree, a folder of studies, a NIfTI file or a folder of them: writes "
+                          "OUT/<Study>/mask.nii.gz, prob.nii.gz, pes.csv, qc.png and (DICOM) seg.dcm on the source's own grid")
+    ap.add_argument("--series", default=None, metavar="UID", help="with --input: segment this SeriesInstanceUID (default: the CT series with the most slices)")
     ap.add_argument("--studies", nargs="+", default=None, help="with --cache: only these studies (default: all)")
-    ap.add_argument("--out", required=True, type=out_dir, help="output folder: <Study>.nii.gz, <Study>.json")
-    ap.add_argument("--probabilities", action="store_true", help="also write <Study>_prob.nii.gz (float32)")
-    ap.add_argument("--filters", action="store_true", help="apply the stage-2 size and distance filters")
-    add_profile_args(ap, default=None, example="student.threshold=0.4")  # default: the checkpoint's profile; e.g. --set student.threshold=0.4
-    ap.add_argument("--name", default=None, help="with --dicom: output name (default: the StudyInstanceUID)")
+    ap.add_argument("--out", required=True, type=out_dir, help="output folder")
+    ap.add_argument("--probabilities", action="store_true", help="with --cache: also write <Study>_prob.nii.gz (float32)")
+    ap.add_argument("--filters", action="store_true", help="with --cache: apply the stage-2 size and distance filters")
+    ap.add_argument("--no-seg", action="store_true", help="with --input: do not write seg.dcm")
+    add_profile_args(ap, default=None, example="student.threshold=0.4")  # default: the checkpoint's profile
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--force", action="store_true", help="redo predictions in OUT that another checkpoint wrote")
     a = ap.parse_args(argv)
     prof = profile_from_args(a, checkpoint_profile(a.checkpoint, "student"))
-    if a.dicom:
-        r = segment_dicom(a.dicom, a.checkpoint, a.out, prof, a.device, a.probabilities, a.filters, a.name)
-        print(f"{r['study']}: {r['components']} component(s), {r['voxels']} voxels, {r['seconds']:.2f} s -> {a.out}")
+    if a.input:
+        from labelup.clinical import find_studies, segment_study, write_seg
+        from labelup.core import atomic_path, file_hash, save_volume, write_json_atomic
+        from labelup.data import reorient
+        from labelup.student import load_student
+        studies = find_studies(a.input, a.series)
+        model, _ = load_student(a.checkpoint, a.device)
+        h = file_hash(a.checkpoint)
+        with _progress("segment", a.quiet or len(studies) == 1) as bar:
+            for k, st in enumerate(studies, 1):
+                r = segment_study(st["source"], a.checkpoint, st["series_uid"], a.device, prof, model=model)
+                d = Path(a.out) / st["name"]
+                save_volume(d / "mask.nii.gz", r["mask"], r["affine"], dtype=np.uint8)
+                save_volume(d / "prob.nii.gz", r["prob"], r["affine"], dtype=np.float32)
+                with atomic_path(d / "pes.csv") as t: r["pes"].to_csv(t, index=False)
+                inp = r["input"]
+                _write_qc(d / "qc.png", inp["image"], reorient(r["mask"], r["affine"], inp["flips"])[0],
+                          f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels")
+                if inp["kind"] == "dicom" and not a.no_seg:
+                    write_seg(r["mask"], inp["series_dir"], d / "seg.dcm", inp["series_uid"], checkpoint_hash=h)
+                write_json_atomic(d / "record.json", r["record"])
+                if bar: bar(r["record"], k, len(studies))
+                print(f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels, {r['record']['seconds']:.2f} s -> {d}")
         return 0
     with _progress("segment", a.quiet) as bar:
         recs = segment_studies(a.cache, a.checkpoint, a.out, prof, a.studies, a.device, a.probabilities, a.filters,
                                on_study=bar, force=a.force)
     print(f"{len(recs)} studies -> {a.out}; mean {np.mean([r['seconds'] for r in recs]):.2f} s per study")
+    return 0
+
+def cli_export_bundle(argv: list[str]) -> int:
+    "`labelup export-bundle --checkpoint CKPT --out B`"
+    from labelup.bundle import export_bundle
+    ap = argparse.ArgumentParser(prog="labelup export-bundle", description="Write a trained student as a MONAI bundle "
+                                 "(configs/inference.json, configs/metadata.json, models/model.safetensors, docs/README.md) "
+                                 "that `python -m monai.bundle run` executes without labelup.")
+    ap.add_argument("--checkpoint", required=True, help="student model.pt (from train-student or finetune)")
+    ap.add_argument("--out", required=True, type=out_dir, help="the bundle folder to write")
+    ap.add_argument("--force", action="store_true", help="replace an existing bundle folder")
+    a = ap.parse_args(argv)
+    try: out = export_bundle(a.checkpoint, a.out, a.force)
+    except FileExistsError as e: raise UsageError(str(e)) from e
+    print(f"MONAI bundle -> {out}; run: python -m monai.bundle run --config_file {out}/configs/inference.json "
+          f"--meta_file {out}/configs/metadata.json --bundle_root {out} --input_image CT.nii.gz --output_dir OUT")
+    return 0
+
+def cli_export_seg(argv: list[str]) -> int:
+    "`labelup export-seg --mask M.nii.gz --dicom SERIES_DIR --out seg.dcm`"
+    import numpy as np
+    from labelup.clinical import write_seg
+    from labelup.core import load_volume
+    from labelup.data import orientation_flips, reorient
+    from labelup.dicom import read_series
+    ap = argparse.ArgumentParser(prog="labelup export-seg", description="Write a labelup mask (a student prediction or a "
+                                 "teacher pseudo-label) as a DICOM Segmentation of its source series, for review in OHIF or 3D Slicer.")
+    ap.add_argument("--mask", required=True, help="a mask NIfTI on the series' grid or on its prepared (cache) grid")
+    ap.add_argument("--dicom", required=True, help="the source DICOM series folder")
+    ap.add_argument("--series", default=None, metavar="UID", help="the series, when the folder holds several")
+    ap.add_argument("--out", required=True, type=out_file, help="the .dcm file to write")
+    ap.add_argument("--checkpoint", default=None, help="the model that made the mask (its hash goes into the SEG)")
+    a = ap.parse_args(argv)
+    m, maff = load_volume(a.mask)
+    vol, geom = read_series(a.dicom, series_uid=a.series)
+    if m.shape != vol.shape: raise UsageError(f"{Path(a.mask).name}: shape {m.shape} is not the series' {vol.shape}")
+    src = np.asarray(geom["affine"]); flips = orientation_flips(src, Path(a.dicom).name)
+    canon = reorient(np.zeros(m.shape, np.uint8), src, flips)[1]
+    if np.allclose(maff, src, atol=1e-3): pass                                    # on the series' own grid
+    elif np.allclose(maff, canon, atol=1e-3): m = reorient(m, canon, flips)[0]    # on the prepared (canonical) grid
+    else: raise UsageError(f"{Path(a.mask).name}: its affine matches neither the series {Path(a.dicom).name} nor its prepared grid")
+    from labelup.core import file_hash
+    out = write_seg(m, a.dicom, a.out, a.series, checkpoint_hash=file_hash(a.checkpoint) if a.checkpoint else "")
+    print(f"{out.name}: {int((m != 0).any(axis=(1, 2)).sum())} frame(s) with PE, {int((m != 0).sum())} voxels")
     return 0
 
 # %% ../nbs/99_cli.ipynb #b125b810

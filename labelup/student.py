@@ -25,11 +25,11 @@ from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, se
 from .store import build_store, read_box
 
 # %% auto #0
-__all__ = ['dynunet_plan', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window', 'preprocess_label',
-           'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup', 'segmentation_loss',
-           'student_store_params', 'load_training_set', 'load_student', 'student_settings', 'train_student',
-           'predict_probabilities', 'student_inference_args', 'postprocess', 'segment_volume', 'segment_dicom',
-           'segment_studies']
+__all__ = ['dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window',
+           'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
+           'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'student_settings',
+           'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess', 'segment_volume',
+           'segment_dicom', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -46,14 +46,20 @@ def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
         strides.append(s)
     return kernels, strides
 
+def student_network(cfg: StudentCfg, # profile.student (filters, patch_size)
+                   ) -> dict:
+    "The DynUNet's arguments (its plan) as plain data: what checkpoints and MONAI bundles store to rebuild it."
+    kernels, strides = dynunet_plan(tuple(cfg.patch_size), len(cfg.filters))
+    return dict(spatial_dims=3, in_channels=1, out_channels=1, kernel_size=kernels, strides=strides,
+                upsample_kernel_size=strides[1:], filters=list(cfg.filters), norm_name=["INSTANCE", {"affine": True}],
+                deep_supervision=False, res_block=False)
+
 def build_student(cfg: StudentCfg, # profile.student (filters, patch_size)
                    ) -> torch.nn.Module:
     "MONAI DynUNet: 3D, 1 input channel (windowed CT), 1 output channel (PE logit)."
     from monai.networks.nets import DynUNet
-    kernels, strides = dynunet_plan(tuple(cfg.patch_size), len(cfg.filters))
-    return DynUNet(spatial_dims=3, in_channels=1, out_channels=1, kernel_size=kernels, strides=strides,
-                   upsample_kernel_size=strides[1:], filters=list(cfg.filters), norm_name=("INSTANCE", {"affine": True}),
-                   deep_supervision=False, res_block=False)
+    net = student_network(cfg)
+    return DynUNet(**dict(net, norm_name=tuple(net["norm_name"])))
 
 # %% ../nbs/11_student.ipynb #179c73ef
 def to_hwd(vol_zyx):
@@ -243,7 +249,7 @@ def load_training_set(cache, labels_dir, profile: Profile, studies: list[str], s
 def _state(model: torch.nn.Module, profile: Profile, **extra) -> dict:
     "A plain checkpoint dict (weights + profile), loadable with weights_only=True."
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return {"kind": "student", "model": sd, "profile": profile.to_dict(), **extra}
+    return {"kind": "student", "model": sd, "profile": profile.to_dict(), "network": student_network(profile.student), **extra}
 
 def load_student(path,             # a `model.pt` written by `train_student` (or an engine checkpoint + profile)
                    device: str | None = None,
