@@ -215,6 +215,7 @@ def fit_classifier(bank: SliceBank,        # training slices
                    progress: bool = True,   # tqdm bar (rank 0)
                    stop_after: int | None = None, # stop early (tests)
                    info: DistInfo | None = None,  # from `setup_distributed`
+                   tensorboard=None,        # a folder for TensorBoard scalars (rank 0)
                   ) -> SliceClassifier:
     "Train a classifier on a `SliceBank` with the profile's recipe, through `labelup.engine.train_loop`."
     c = profile.classifier
@@ -232,7 +233,7 @@ def fit_classifier(bank: SliceBank,        # training slices
         return focal_loss(m(x).float(), y, c.focal_gamma, c.focal_alpha)
     cfg = TrainConfig.from_cfg(c, seed=profile.data.seed, log_every=1)
     return train_loop(model, batch_fn, loss_fn, cfg, out, resume=resume, progress=progress,
-                      stop_after=stop_after, info=info, desc="classifier")
+                      stop_after=stop_after, info=info, desc="classifier", tensorboard=tensorboard)
 
 def save_classifier(path, model: nn.Module, profile: Profile, meta: dict | None = None) -> Path:
     "Write model.pt: state dict, profile dict, metadata (plain types; `weights_only`-loadable)."
@@ -265,6 +266,7 @@ def train_classifier(cache,                  # `prepare` cache folder
                      resume: bool = True,    # resume from out/ckpt; return out/model.pt at once if it exists
                      progress: bool = True,  # tqdm bar on rank 0
                      force: bool = False,    # OUT holds a classifier of other settings: retrain instead of refusing
+                     tensorboard=None,       # a folder for TensorBoard scalars (rank 0)
                     ) -> Path:
     "Stage 1: train the slice classifier on a prepared cache; writes and returns out/model.pt."
     profile = get_profile(profile) if isinstance(profile, str) else profile
@@ -281,7 +283,7 @@ def train_classifier(cache,                  # `prepare` cache folder
         write_json_atomic(out / "class_balance.json", bal)
         get_logger().info("stage 1: %d studies, %d labelled slices, %.1f%% positive (%s sampling)", bal["studies"],
                           bal["slices"], 100 * bal["positive_fraction"], "balanced" if profile.classifier.balanced else "uniform")
-    model = fit_classifier(bank, out, profile, resume=resume, progress=progress, info=info)
+    model = fit_classifier(bank, out, profile, resume=resume, progress=progress, info=info, tensorboard=tensorboard)
     if info.is_main:
         meta = {"backbone": profile.classifier.backbone, "iterations": profile.classifier.iterations,
                 "train_studies": list(map(str, studies)), "class_balance": bal, "world_size": info.world_size,

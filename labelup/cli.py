@@ -224,11 +224,12 @@ def cli_train_classifier(argv: list[str]) -> int:
     ap.add_argument("--evaluate", action=argparse.BooleanOptionalAction, default=True,
                     help="score the val/test split, write metrics.json, roc.png, table1.md (default: on)")
     ap.add_argument("--results", default=None, type=out_dir, help="folder for table1.md/.csv (default: OUT)")
+    ap.add_argument("--tensorboard", default=None, type=out_dir, help="also log to TensorBoard in this folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     prof = profile_from_args(a)
     ckpt = train_classifier(a.cache, a.out, prof, studies=a.studies, device=a.device, resume=a.resume, progress=not a.quiet,
-                            force=a.force)
+                            force=a.force, tensorboard=a.tensorboard)
     info = setup_distributed(a.device)
     if info.is_main:
         print(f"model: {ckpt}")
@@ -341,12 +342,18 @@ def cli_train_student(argv: list[str]) -> int:
     ap.add_argument("--studies", nargs="+", default=None, help="training studies (default: train + val split)")
     ap.add_argument("--init", default=None, help="start from this student checkpoint (fine-tuning)")
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True, help="resume from OUT/ckpt (default)")
+    ap.add_argument("--validate", action="store_true", help="train on the train split only and score the val split against "
+                    "its labels every student.eval_every steps, keeping the best weights in OUT/best.pt")
+    ap.add_argument("--tensorboard", default=None, type=out_dir, help="also log to TensorBoard in this folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     prof = profile_from_args(a)
-    sp = split_studies(a.cache, prof); studies = a.studies or list(sp["train"]) + list(sp["val"])
+    sp = split_studies(a.cache, prof)
+    studies = a.studies or (list(sp["train"]) if a.validate else list(sp["train"]) + list(sp["val"]))
+    if a.validate and not prof.student.eval_every: raise UsageError("--validate needs student.eval_every > 0 (e.g. --set student.eval_every=500)")
     ck = train_student(a.cache, a.labels, a.out, prof, studies, init=a.init, device=a.device, resume=a.resume,
-                         progress=not a.quiet, force=a.force)
+                       progress=not a.quiet, force=a.force, val_studies=list(sp["val"]) if a.validate else None,
+                       tensorboard=a.tensorboard)
     if setup_distributed(a.device).is_main: print(f"model: {ck}")
     cleanup_distributed()
     return 0

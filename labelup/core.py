@@ -119,6 +119,7 @@ class StudentCfg:
     aug_rotate: float = 15.0         # max in-plane rotation (degrees)
     aug_scale: float = 0.1           # max relative in-plane zoom
     sw_batch_size: int = field(default=4, metadata={"runtime": True})  # sliding-window patches per forward pass
+    eval_every: int = field(default=0, metadata={"runtime": True})  # validate every this many steps when given val studies (0: never)
     num_workers: int = field(default=0, metadata={"runtime": True})  # DataLoader processes that build training batches
     bce_weight: float = 0.0          # weight of an added BCE term (0: Generalized Dice only, as the paper)
     positive_fraction: float = 0.5   # balanced patch sampling
@@ -208,7 +209,8 @@ def _paper() -> Profile:
         teacher=TeacherCfg(ig_steps=50, internal_batch_size=0, n_references=5),   # IG batch sized to the free device memory
         bench=BenchCfg(table4_studies=0, teacher_repeats=1, teacher_converged=4),
         student=StudentCfg(filters=(32, 64, 128, 256, 320, 320), patch_size=(128, 128, 64), sw_step=(64, 64, 32),
-                               iterations=50_000, batch_size=32, lr=1e-4, warmup=1000, ckpt_every=1000, num_workers=8),
+                               iterations=50_000, batch_size=32, lr=1e-4, warmup=1000, ckpt_every=1000, num_workers=8,
+                               eval_every=5000),
         finetune=FinetuneCfg(iterations=10_000, lr=1e-5, warmup=200, scratch_iterations=25_000, scratch_lr=1e-4,
                              scratch_warmup=500),
     )

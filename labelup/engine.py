@@ -23,7 +23,7 @@ from .core import UsageError, atomic_path, pick_device, sweep_temporaries
 __all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng', 'shared_rng',
            'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
            'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'rank_batch_size',
-           'step_batches', 'train_loop']
+           'step_batches', 'tensorboard_writer', 'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -272,6 +272,12 @@ def _batch_len(batch) -> int:
     while isinstance(batch, (tuple, list, dict)): batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
     return int(batch.shape[0]) if hasattr(batch, "shape") and len(batch.shape) else 1
 
+def tensorboard_writer(folder):
+    "A TensorBoard SummaryWriter on `folder`; a clear error naming the extra when TensorBoard is not installed."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e: raise UsageError("--tensorboard needs TensorBoard: pip install 'labelup[tensorboard]'") from e
+    return SummaryWriter(str(folder))
+
 def train_loop(model: nn.Module,        # the network (moved to the device, wrapped in DDP when distributed)
                batch_fn: Callable,      # batch_fn(step, rng) -> batch of iteration `step` for this rank
                loss_fn: Callable,       # loss_fn(model, batch) -> loss or (loss, {metric: value})
@@ -284,6 +290,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
                stop_after: int | None = None,   # stop after this many iterations of this call (tests simulate a kill)
                desc: str = "train",     # progress-bar label
                info: DistInfo | None = None, # from `setup_distributed` (called here when None)
+               tensorboard=None,        # a folder: rank 0 also writes every logged value there as TensorBoard scalars
               ) -> nn.Module:
     "Train `model` for `cfg.iterations` AdamW steps with the warm-up/linear-decay schedule; resumable and DDP-aware."
     from labelup.core import seed_everything
@@ -292,6 +299,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     out_dir = Path(out_dir); ckpt_dir = out_dir / "ckpt"; log_path = out_dir / "log.csv"
     if info.is_main: out_dir.mkdir(parents=True, exist_ok=True); sweep_temporaries(out_dir)
     log = CSVLog(log_path)
+    tb = tensorboard_writer(tensorboard) if tensorboard and info.is_main else None
     model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -355,6 +363,9 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
             row.update({k: float(v) for k, v in metrics.items()})
             if info.is_main:
                 log.append(row)
+                if tb is not None:
+                    for k, v in row.items():
+                        if k != "step": tb.add_scalar(f"{desc}/{k}", v, step)
                 if bar is not None: bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
         if bar is not None: bar.update(1)
         if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.iterations:
@@ -363,8 +374,11 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
                 with torch.no_grad(): m = eval_fn(unwrap(net), step) or {}
                 net.train()
                 log.append({"step": step, **{f"eval_{k}": float(v) for k, v in m.items()}})
+                if tb is not None:
+                    for k, v in m.items(): tb.add_scalar(f"{desc}/eval_{k}", float(v), step)
             barrier()
         if step % max(1, cfg.ckpt_every) == 0 or step == cfg.iterations or step == end:
             checkpoint(step)
     if bar is not None: bar.close()
+    if tb is not None: tb.close()
     return unwrap(net)

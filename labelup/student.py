@@ -6,7 +6,7 @@ from the slow explainability teacher at deployment, and the paper reports it is 
 
 # %% ../nbs/11_student.ipynb #e2d30251
 from __future__ import annotations
-import hashlib, json, math, time
+import copy, hashlib, json, math, time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,9 @@ from .store import build_store, read_box
 # %% auto #0
 __all__ = ['dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window',
            'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
-           'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'student_settings',
-           'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess', 'segment_volume',
-           'segment_dicom', 'segment_studies']
+           'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
+           'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
+           'segment_volume', 'segment_dicom', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -263,6 +263,18 @@ def load_student(path,             # a `model.pt` written by `train_student` (or
     model.load_state_dict(ck["model"])
     return model.to(pick_device(device)).eval(), prof
 
+def validation_f1(net, cache, labels_dir, studies: list, profile: Profile, device=None) -> dict:
+    "PE-level F1 (and its counts) of a student on `studies` against their masks in `labels_dir` (missing = empty)."
+    from labelup.evaluation import detection_scores, match_pes
+    tp = fp = fn = 0
+    net = copy.deepcopy(net)   # inference converts the model's memory format in inference mode: the trained one must stay trainable
+    for s in studies:
+        img, _ = read_study(cache, s)
+        mask, _ = postprocess(predict_probabilities(net, img, **student_inference_args(profile), device=device), profile.student.threshold)
+        m = match_pes(mask, read_label(labels_dir, s, img.shape)); tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
+    f1 = detection_scores(tp, fp, fn)["f1"]
+    return {"val_f1": float(f1) if f1 == f1 else 0.0, "val_tp": tp, "val_fp": fp, "val_fn": fn}   # no PE anywhere: 0
+
 def student_settings(profile: Profile, studies: list, labels_dir, init=None, schedule=None) -> dict:
     "What determines a trained student: its section, preprocessing, seed, training studies, their labels, the start and schedule."
     labels = sorted((f.name, f.stat().st_size) for f in Path(labels_dir).glob("*.nii.gz")) if Path(labels_dir).is_dir() else []
@@ -282,6 +294,8 @@ def train_student(cache,            # prepare cache (images)
                     progress: bool = False, # progress bars
                     stop_after: int | None = None, # stop after this many iterations (tests simulate a kill)
                     force: bool = False,    # OUT holds a student of other settings: retrain instead of refusing
+                    val_studies: list[str] | None = None, # validate on these every `student.eval_every` steps; keeps OUT/best.pt
+                    tensorboard=None,       # a folder for TensorBoard scalars (rank 0)
                    ) -> Path:
     "Train the DynUNet student; returns `out/model.pt` (skips training when it already exists with these settings)."
     out = claim_output(out, student_settings(profile, studies, labels_dir, init, schedule), force, "student")
@@ -311,13 +325,24 @@ def train_student(cache,            # prepare cache (images)
         x, y = batch
         return segmentation_loss(net(x), y, cfg.bce_weight)
 
+    best = {"val_f1": -1.0, "step": 0}
+    if resume and (out / "best.pt").exists():
+        b = torch.load(out / "best.pt", map_location="cpu", weights_only=True); best.update(val_f1=float(b["val_f1"]), step=int(b["step"]))
+    def eval_fn(net, step):   # PE-level F1 of the student on the validation studies against their labels (rank 0)
+        r = validation_f1(net, cache, labels_dir, list(val_studies), profile, info.device)
+        if r["val_f1"] > best["val_f1"]:
+            best.update(val_f1=r["val_f1"], step=step)
+            with atomic_path(out / "best.pt") as t: torch.save(_state(net, profile, step=step, val_f1=r["val_f1"]), t)
+        return r
     model = train_loop(model, batch_fn, loss_fn, tc, out, info=info, resume=resume, progress=progress,
-                       stop_after=stop_after, desc="student")
+                       stop_after=stop_after, desc="student", eval_fn=eval_fn if val_studies and cfg.eval_every else None,
+                       tensorboard=tensorboard)
     last = latest_checkpoint(out / "ckpt")
     done = last is not None and int(torch.load(last, map_location="cpu", weights_only=True)["step"]) >= tc.iterations
     if done and info.is_main:
         st = _state(model, profile, iterations=tc.iterations, lr=tc.lr, warmup=tc.warmup,
-                    init=str(Path(init).name) if init else "", studies=len(studies))
+                    init=str(Path(init).name) if init else "", studies=len(studies),
+                    best_step=best["step"], best_val_f1=best["val_f1"])
         with atomic_path(final) as t: torch.save(st, t)
     barrier()
     return final

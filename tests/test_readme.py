@@ -34,7 +34,7 @@ def test_walkthrough_has_no_placeholders():
     assert "..." not in block and "<" not in block, block
     cmds = [l.split("#")[0].split() for l in block.splitlines()[1:] if l.strip()]
     assert {c[1] for c in cmds} >= {"phantom", "prepare", "train-classifier", "pseudo-label", "train-student", "segment",
-                                    "evaluate", "finetune", "bench"}
+                                    "evaluate", "finetune", "bench", "export-bundle"}
 
 
 def test_walkthrough_runs_as_written(tmp_path):
@@ -45,8 +45,11 @@ def test_walkthrough_runs_as_written(tmp_path):
                        capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     run = tmp_path / "runs" / "walkthrough"
-    for f in ("classifier/model.pt", "student/model.pt", "scores.json", "bench_student.json", "finetune/results.json"):
+    for f in ("classifier/model.pt", "student/model.pt", "scores.json", "bench_student.json", "finetune/results.json",
+              "bundle/configs/inference.json", "bundle/models/model.safetensors"):
         assert (run / f).is_file(), f
     assert len(list((run / "teacher").glob("*.nii.gz"))) == len(list((run / "cache").glob("*/image.nii.gz"))) == 8
+    pats = sorted((run / "patients").iterdir())
+    assert len(pats) == 8 and all((p / "seg.dcm").is_file() and (p / "pes.csv").is_file() for p in pats)
     scores = json.loads((run / "scores.json").read_text())
     assert scores["n_studies"] > 0 and scores["tp"] + scores["fn"] > 0, scores

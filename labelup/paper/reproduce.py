@@ -12,7 +12,7 @@ from pathlib import Path
 from ..core import RunLayout, UsageError, write_json_atomic, get_profile, write_text_atomic, atomic_path
 
 # %% auto #0
-__all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'find_notebooks', 'reproduce', 'write_results_readme']
+__all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'FIGURES', 'find_notebooks', 'reproduce', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -93,6 +93,29 @@ TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterati
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
           ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning")]
 
+FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
+           ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),
+           ("fig_student_detections", "the student's detections", "23_tables4_5"), ("table6_finetune", "Table VI's figure", "24_table6")]
+
+def _said(out: Path, notebook: str, label: str) -> str | None:
+    "The line the executed `notebook` printed about `label` (e.g. why Fig. 3 is missing), if it printed one."
+    f = Path(out) / "notebooks" / f"{notebook}.ipynb"
+    if not f.exists(): return None
+    for cell in json.loads(f.read_text()).get("cells", []):
+        for o in cell.get("outputs", []):
+            for line in "".join(o.get("text", "")).splitlines():
+                if line.startswith(f"{label}:"): return line[len(label) + 1:].strip()
+    return None
+
+def _missing_figures(out: Path, res: Path) -> list[str]:
+    "One line per expected figure this run did not write, with the reason its notebook gave."
+    L = []
+    for stem, label, nb in FIGURES:
+        if (res / f"{stem}.png").exists(): continue
+        why = _said(out, nb, label)
+        L.append(f"- {label} (`{stem}.png`) was not produced: " + (why if why else f"see the output of `notebooks/{nb}.ipynb`") + ".")
+    return L
+
 def _bench_teacher_section(res: Path) -> list[str]:
     "Markdown lines for `bench_teacher.json` (and its accuracy ladder, `step_convergence.csv`), if the run wrote them."
     f = res / "bench_teacher.json"
@@ -159,9 +182,9 @@ def write_results_readme(out, profile: str) -> Path:
         md = res / f"{stem}.md"
         L += [f"## {title}", ""]
         L += [md.read_text().strip() if md.exists() else "_not produced in this run_ (its notebook did not write it: see that notebook's output in `notebooks/`)", ""]
-    figs = sorted(res.glob("*.png"))
-    if figs:
-        L += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs] + [""]
+    figs, missing = sorted(res.glob("*.png")), _missing_figures(Path(out), res)
+    if figs or missing:
+        L += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figs] + [""] + missing + ([""] if missing else [])
     L += _bench_teacher_section(res)
     t = res / "timings.json"
     if t.exists():
