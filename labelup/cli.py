@@ -319,7 +319,8 @@ def cli_bench_teacher(argv: list[str]) -> int:
           f"{'met' if res['target']['met'] else 'not met'}")
     fl = res["ig_floor"]
     print(f"IG passes alone: {fl['images']} images x {fl['ms_per_image']['fast']:.2f} ms = {fl['fast_ig_s']:.2f} s "
-          + (f"-> at most {fl['max_speedup']:.2f}x at this step count and precision" if fl["consistent"] else
+          + ("(no window explained: no floor)" if not fl["images"] else
+             f"-> at most {fl['max_speedup']:.2f}x at this step count and precision" if fl["consistent"] else
              f"(more than the whole run: the machine was busy while one was timed; no floor claimed)"))
     if "dice_to_converged" in res:
         dc = res["dice_to_converged"]

@@ -194,7 +194,10 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
         segmented_property_type=hd.sr.CodedConcept("59282003", "SCT", "Pulmonary embolism"),
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algo,
         anatomic_regions=[hd.sr.CodedConcept("81040000", "SCT", "Pulmonary artery")])
-    with lenient_dicom():
+    import warnings
+    with lenient_dicom(), warnings.catch_warnings():
+        # highdicom warns about the *source's* PatientName format (e.g. a one-word anonymised name): not ours to fix
+        warnings.filterwarnings("ignore", message=r"The string .* unlikely to represent the intended person name")
         seg = hd.seg.Segmentation(source_images=src, pixel_array=mask.astype(np.uint8),
                                   segmentation_type=hd.seg.SegmentationTypeValues.BINARY, segment_descriptions=[seg_desc],
                                   series_instance_uid=hd.UID(), series_number=int(src[0].get("SeriesNumber", 0) or 0) + 900,

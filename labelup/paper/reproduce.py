@@ -138,7 +138,9 @@ def _bench_teacher_section(res: Path) -> list[str]:
               + (f", and float32's has Dice {q:.3f} to float32 at twice the steps" if q is not None and q < 1 else "")
               + f"; bf16 was **{'kept' if j.get('fast_bf16') else 'not kept'}** (it is kept when it moves the labels no more "
               "than the quadrature error does, or agrees to 0.99)."]
-    if fl and fl.get("consistent", True):
+    if fl and not fl.get("images"):
+        L += ["", "No IG floor: the labelup teacher explained no window of this study (its classifier called none positive)."]
+    elif fl and fl.get("consistent", True):
         L += ["", f"The labelup teacher's {fl['images']} IG images alone take {fl['fast_ig_s']:.2f} s: at this step "
               f"count and precision no other saving can give more than {fl['max_speedup']:.2f}x."]
     elif fl:
