@@ -20,7 +20,7 @@ from .dicom import geometry_affine, write_series
 # %% auto #0
 __all__ = ['PARAMS', 'TISSUES', 'AIR', 'FAT', 'SOFT', 'LUNG', 'BONE', 'BLOOD', 'ARTERY', 'VEIN', 'CLOT', 'NODE', 'EXAM_COLUMNS',
            'TRAIN_COLUMNS', 'BOX_COLUMNS', 'PhantomParams', 'PhantomStudy', 'phantom_study', 'mask_boxes',
-           'study_exam_labels', 'make_phantom_dataset', 'phantom_summary']
+           'study_exam_labels', 'make_phantom_dataset', 'phantom_summary', 'inscribed_diameters', 'calibres']
 
 # %% ../nbs/04_phantom.ipynb #81227d75
 @dataclass(frozen=True)
@@ -601,3 +601,32 @@ def phantom_summary(out) -> pd.DataFrame:
                          mixing_slab=int(i["mixing"] is not None), hilar_nodes=i["hilar_nodes"], noise_hu=i["noise_hu"],
                          central=r["exam"]["central_pe"], left=r["exam"]["leftsided_pe"], right=r["exam"]["rightsided_pe"]))
     return pd.DataFrame(rows)
+
+# %% ../nbs/04_phantom.ipynb #3fbb9990
+def inscribed_diameters(mask: np.ndarray, # binary vol[z, y, x]
+                        spacing_yx: tuple, # (row, column) spacing in mm
+                       ) -> np.ndarray:
+    "Largest in-plane inscribed diameter (mm) of each 26-connected component of `mask`, over its slices."
+    lab, n = ndi.label(np.asarray(mask) != 0, structure=np.ones((3, 3, 3), bool))
+    out = np.zeros(n)
+    for i, sl in enumerate(ndi.find_objects(lab), 1):
+        for z in range(sl[0].start, sl[0].stop):
+            inside = lab[z, sl[1], sl[2]] == i
+            if not inside.any(): continue
+            d = ndi.distance_transform_edt(np.pad(inside, 1), sampling=spacing_yx)[1:-1, 1:-1]
+            # EDT counts to the first outside pixel centre: a run of k pixels has 2 * max = (k + 1) pixels
+            out[i - 1] = max(out[i - 1], 2 * float(d[inside].max()) - min(spacing_yx))
+    return out
+
+def calibres(out) -> pd.DataFrame:
+    "Per study of a phantom dataset: the PE components' and the arteries' largest in-plane inscribed diameters (mm)."
+    from labelup.core import load_volume
+    out = Path(out); rows = []
+    for f in sorted((out / "masks").glob("*.nii.gz")):
+        pe, aff = load_volume(f)
+        sp = (float(np.linalg.norm(aff[:3, 1])), float(np.linalg.norm(aff[:3, 0])))   # rows, columns
+        ves = load_volume(out / "vessels" / f.name)[0]
+        art = inscribed_diameters(ves == 1, sp)
+        for d in inscribed_diameters(pe, sp): rows.append(dict(study=f.name.split(".")[0], kind="PE", diameter_mm=d))
+        rows.append(dict(study=f.name.split(".")[0], kind="artery", diameter_mm=float(art.max()) if len(art) else 0.0))
+    return pd.DataFrame(rows, columns=["study", "kind", "diameter_mm"])
