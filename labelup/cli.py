@@ -64,6 +64,8 @@ def _dispatch(table, argv, prog, prefix) -> int:
     try: return int(fn(rest) or 0)
     except UsageError as e:
         print(f"{prog} {cmd}: error: {e}", file=sys.stderr); return 2
+    except MemoryError as e:   # e.g. the teacher's IG, when one sample does not fit the device (labelup.explain.fit_ig_batch)
+        print(f"{prog} {cmd}: error: {e or 'out of memory'}", file=sys.stderr); return 1
 
 def _writable(p: Path) -> bool:
     "Whether `p` can be created or written: the nearest existing folder on its path is writable."
@@ -413,7 +415,7 @@ def cli_segment(argv: list[str]) -> int:
         h = file_hash(a.checkpoint)
         with _progress("segment", a.quiet or len(studies) == 1) as bar:
             for k, st in enumerate(studies, 1):
-                r = segment_study(st["source"], a.checkpoint, st["series_uid"], a.device, prof, model=model)
+                r = segment_study(st["source"], a.checkpoint, st["series_uid"], a.device, prof, model=model, checkpoint_hash=h)
                 d = Path(a.out) / st["name"]
                 save_volume(d / "mask.nii.gz", r["mask"], r["affine"], dtype=np.uint8)
                 save_volume(d / "prob.nii.gz", r["prob"], r["affine"], dtype=np.float32)
@@ -422,7 +424,7 @@ def cli_segment(argv: list[str]) -> int:
                 _write_qc(d / "qc.png", inp["image"], reorient(r["mask"], r["affine"], inp["flips"])[0],
                           f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels")
                 if inp["kind"] == "dicom" and not a.no_seg:
-                    write_seg(r["mask"], inp["series_dir"], d / "seg.dcm", inp["series_uid"], checkpoint_hash=h)
+                    write_seg(r["mask"], inp["series_dir"], d / "seg.dcm", inp["series_uid"], inp["sop_uids"], checkpoint_hash=h)
                 write_json_atomic(d / "record.json", r["record"])
                 if bar: bar(r["record"], k, len(studies))
                 print(f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels, {r['record']['seconds']:.2f} s -> {d}")
@@ -473,7 +475,7 @@ def cli_export_seg(argv: list[str]) -> int:
     elif np.allclose(maff, canon, atol=1e-3): m = reorient(m, canon, flips)[0]    # on the prepared (canonical) grid
     else: raise UsageError(f"{Path(a.mask).name}: its affine matches neither the series {Path(a.dicom).name} nor its prepared grid")
     from labelup.core import file_hash
-    out = write_seg(m, a.dicom, a.out, a.series, checkpoint_hash=file_hash(a.checkpoint) if a.checkpoint else "")
+    out = write_seg(m, a.dicom, a.out, a.series, geom["sop_uids"], checkpoint_hash=file_hash(a.checkpoint) if a.checkpoint else "")
     print(f"{out.name}: {int((m != 0).any(axis=(1, 2)).sum())} frame(s) with PE, {int((m != 0).sum())} voxels")
     return 0
 
@@ -641,6 +643,6 @@ def cli_reproduce(argv=None) -> int:
         else: print(f"{head}: done earlier, reused", flush=True)
     out = reproduce(a.profile, a.out, a.data, a.force, a.device, a.overrides, a.notebooks, a.nbs,
                     progress=not a.quiet, on_stage=on_stage)
-    print(f"results: {Path(a.out or Path('runs') / a.profile) / 'results' / 'README.md'} ({time.time() - t0:.0f} s in all; "
+    print(f"results: {Path(out) / 'results' / 'README.md'} ({time.time() - t0:.0f} s in all; "
           "per-notebook times in results/timings.json)")
     return 0

@@ -139,6 +139,7 @@ def segment_study(source,                # a DICOM series folder, a study tree o
                   device: str | None = None,
                   profile=None,          # inference settings (default: the checkpoint's profile)
                   model=None,            # an already loaded student (batches of studies load it once)
+                  checkpoint_hash: str | None = None, # the checkpoint's hash if already known (batches hash it once)
                  ) -> dict:
     "Segment one study for a clinician: mask, probabilities, affine (the source's grid), PE table and record; no files."
     t0 = time.perf_counter()
@@ -153,7 +154,7 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
                voxels=int(mask.sum()), threshold=prof.student.threshold, seconds=round(time.perf_counter() - t0, 3),
-               checkpoint=file_hash(checkpoint) if checkpoint is not None else "in-memory")
+               checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
 
 # %% ../nbs/13_clinical.ipynb #fc47d324
@@ -161,6 +162,7 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
               series_dir,            # the source series folder
               out,                   # the .dcm file to write
               series_uid: str | None = None, # the source series (when the folder holds several)
+              sop_uids: list | None = None,  # the series' SOPInstanceUIDs in the mask's slice order, if known (else read)
               checkpoint_hash: str = "",     # identifies the model that made the mask
               label: str = "Pulmonary embolism",
               description: str = "labelup PE segmentation",
@@ -169,17 +171,17 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
     import highdicom as hd
     from pydicom.sr.codedict import codes
     import labelup
-    _, geom = read_series(series_dir, series_uid=series_uid)
+    if sop_uids is None: sop_uids = read_series(series_dir, series_uid=series_uid)[1]["sop_uids"]
     mask = np.asarray(mask_zyx) != 0
-    if mask.shape[0] != len(geom["sop_uids"]): raise ValueError(f"mask has {mask.shape[0]} slices, the series {len(geom['sop_uids'])}")
+    if mask.shape[0] != len(sop_uids): raise ValueError(f"mask has {mask.shape[0]} slices, the series {len(sop_uids)}")
     by_sop = {}
-    with lenient_dicom():
+    with lenient_dicom():   # headers only: the SEG needs the sources' geometry and identity, not their pixels
         for f in Path(series_dir).iterdir():
             if not f.is_file(): continue
-            try: ds = pydicom.dcmread(f)
+            try: ds = pydicom.dcmread(f, stop_before_pixels=True)
             except Exception: continue
             by_sop[str(ds.get("SOPInstanceUID", ""))] = ds
-    src = [by_sop[s] for s in geom["sop_uids"]]
+    src = [by_sop[s] for s in sop_uids]
     for ds in src:   # type-2 patient/study attributes that anonymised data often drop: present, empty (in memory only)
         for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                    "ReferringPhysicianName", "AccessionNumber"):

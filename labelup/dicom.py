@@ -251,8 +251,6 @@ def _has_libjpeg() -> bool:
 def _slice_hu(ds, name: str, slope: float, inter: float) -> np.ndarray:
     "One slice in HU (int16): the modality LUT (this file's own checked slope/intercept, MONOCHROME1 or 2 alike), padding to air, clipped."
     s = _stored_pixels(ds, name)
-    signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
-    bits = int(getattr(ds, "BitsStored", 16))
     pad = None
     if "PixelPaddingValue" in ds:
         ppv = int(ds.PixelPaddingValue)

@@ -17,8 +17,7 @@ from scipy import ndimage
 from .core import (Profile, StudentCfg, UsageError, atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, outcome_settings, file_hash, get_logger, load_volume,
                           pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
 from .core import hu_window as _hu_window
-from .dicom import read_series
-from .data import list_studies, load_study, orientation_flips, reorient, study_shape
+from .data import list_studies, load_study, study_shape
 from .explain import cpu_supports_bf16
 from .filter import filter_clusters, filter_params
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
@@ -29,7 +28,7 @@ __all__ = ['dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_h
            'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
            'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
            'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
-           'segment_volume', 'segment_dicom', 'segment_studies']
+           'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -399,17 +398,12 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
 # %% ../nbs/11_student.ipynb #0b6f1517
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
                    device: str | None = None, probabilities: bool = False, filters: bool = False,
-                   record: dict | None = None,
-                   source_flips: tuple | None = None, # the image was reoriented by these flips (x, y, z): write on the source grid
-                  ) -> dict:
+                   record: dict | None = None) -> dict:
     "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record."
     t0 = time.perf_counter()
     prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
     mask, n = postprocess(prob, profile.student.threshold, filter_params(profile, np.shape(image_hu)[1:]) if filters else None)
     secs = time.perf_counter() - t0
-    if source_flips is not None and any(source_flips):
-        (mask, src), prob = reorient(mask, affine, source_flips), reorient(prob, affine, source_flips)[0]
-        affine = src
     out = Path(out)
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
@@ -417,21 +411,6 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
                threshold=profile.student.threshold, filters=bool(filters), **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec
-
-def segment_dicom(series_dir,        # folder holding one CT series
-                  checkpoint, out,   # student model.pt; output folder
-                  profile: Profile | None = None, device: str | None = None,
-                  probabilities: bool = False, filters: bool = False,
-                  name: str | None = None, # output name (default: the series' StudyInstanceUID, else the folder name)
-                 ) -> dict:
-    "Segment a DICOM series folder directly; writes `OUT/<name>.nii.gz` with the series' RAS affine."
-    hu, geom = read_series(series_dir)
-    flips = orientation_flips(geom["affine"], Path(series_dir).name)
-    hu, affine = reorient(hu, geom["affine"], flips)   # the orientation the student was trained in
-    model, prof = load_student(checkpoint, device)
-    name = name or geom.get("study_uid") or Path(series_dir).name
-    return segment_volume(model, hu, affine, out, name, profile or prof, device, probabilities,
-                          filters, {"checkpoint": file_hash(checkpoint), "source": "dicom"}, source_flips=flips)
 
 def segment_studies(cache,            # prepare cache
                     checkpoint,       # student `model.pt`

@@ -84,25 +84,6 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
         train_student(root / "cache", root / "masks", tmp_path / "seg2", p, names, device="cpu")
 
 
-def test_segment_dicom_maps_back_to_the_series_grid(toy, tmp_path):
-    "A feet-first or prone series is segmented in the cache's orientation and written back on its own voxel grid."
-    from labelup.data import load_study, to_source_grid
-    from labelup.student import segment_dicom
-    root, names = toy
-    p = get_profile("smoke", TINY)
-    ck = train_student(root / "cache", root / "masks", tmp_path / "m", p, names, device="cpu")
-    flipped = [s for s in names if any(load_study(root / "cache", s, image=False).meta["orientation"]["flipped"])]
-    assert flipped, "the toy dataset holds feet-first and prone studies"
-    s = flipped[0]
-    segment_studies(root / "cache", ck, tmp_path / "cache_out", p, [s], device="cpu", probabilities=True)
-    segment_dicom(next((root / "data" / "train" / s).iterdir()), ck, tmp_path / "dicom_out", p, "cpu", probabilities=True, name=s)
-    st = load_study(root / "cache", s, image=False)
-    pc, _ = load_volume(tmp_path / "cache_out" / f"{s}_prob.nii.gz")
-    pd_, aff = load_volume(tmp_path / "dicom_out" / f"{s}_prob.nii.gz")
-    np.testing.assert_allclose(pd_, to_source_grid(pc, st.meta)[0], atol=1e-5)
-    np.testing.assert_allclose(aff, np.asarray(st.meta["source_affine"]), atol=1e-4)
-
-
 def test_training_reads_the_store(toy, tmp_path):
     "The student trains from stored arrays: the image store in the cache and the label voxels in OUT/store."
     from labelup.store import StoredVolume
