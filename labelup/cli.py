@@ -149,29 +149,38 @@ def cli_prepare(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/99_cli.ipynb #318d9b05
 def cli_phantom(argv: list[str]) -> int:
-    "`labelup phantom OUT --studies N --seed S [--shape Z Y X] [--workers N]`"
+    "`labelup phantom OUT [--profile NAME] [--studies N] [--seed S] [--shape Z Y X] [--workers N]`"
     import time
-    from labelup.phantom import make_phantom_dataset, phantom_summary
+    from labelup.phantom import make_phantom_dataset, phantom_params, phantom_summary
     ap = argparse.ArgumentParser(prog="labelup phantom",
                                  description="Write a synthetic CTPA dataset in RSPECT layout: DICOM series, train.csv "
                                              "(slice and exam labels), boxes.csv (one box per PE per slice) and "
-                                             "ground-truth masks (masks/<Study>.nii.gz on the grid `prepare` produces).")
+                                             "ground-truth masks (masks/<Study>.nii.gz on the grid `prepare` produces). "
+                                             "With --profile, the profile's grid, study count, seed, positive fraction "
+                                             "and held-out contrast regime are the defaults.")
     ap.add_argument("out", type=out_dir, help="output folder (created)")
-    ap.add_argument("--studies", type=int, default=8, help="number of studies (default 8)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed: same seed, same dataset (default 0)")
-    ap.add_argument("--shape", type=int, nargs=3, default=(32, 96, 96), metavar=("Z", "Y", "X"),
-                    help="slices, rows, columns (default 32 96 96; the paper's geometry is about 250 512 512)")
-    ap.add_argument("--positive-fraction", type=float, default=0.7, help="fraction of PE-positive studies (default 0.7)")
+    add_profile_args(ap, default=None, device=False, example="data.n_studies=24")
+    ap.add_argument("--studies", type=int, default=None, help="number of studies (default 8, or the profile's)")
+    ap.add_argument("--seed", type=int, default=None, help="random seed: same seed, same dataset (default 0, or the profile's)")
+    ap.add_argument("--shape", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                    help="slices, rows, columns (default 32 96 96, or the profile's; the paper's geometry is about 250 512 512)")
+    ap.add_argument("--positive-fraction", type=float, default=None, help="fraction of PE-positive studies (default 0.7, or the profile's)")
     ap.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     a = ap.parse_args(argv)
-    if a.studies < 1: ap.error("--studies must be at least 1")
-    if min(a.shape) < 8: ap.error("--shape values must be at least 8")
+    d = profile_from_args(a).data if a.profile or a.overrides else None
+    pick = lambda v, key, dflt: v if v is not None else (getattr(d, key) if d is not None else dflt)
+    studies, seed = pick(a.studies, "n_studies", 8), pick(a.seed, "seed", 0)
+    shape, frac = tuple(pick(a.shape, "phantom_shape", (32, 96, 96))), pick(a.positive_fraction, "positive_fraction", 0.7)
+    if studies < 1: ap.error("--studies must be at least 1")
+    if min(shape) < 8: ap.error("--shape values must be at least 8")
+    held = d.holdout_regime if d is not None else ""
     t = time.perf_counter()
-    make_phantom_dataset(a.out, a.studies, seed=a.seed, shape=tuple(a.shape), positive_fraction=a.positive_fraction,
-                         workers=a.workers, progress=sys.stderr.isatty())
+    make_phantom_dataset(a.out, studies, seed=seed, shape=shape, positive_fraction=frac, workers=a.workers,
+                         params=phantom_params(held), progress=sys.stderr.isatty())
     s = phantom_summary(a.out)
-    print(f"wrote {len(s)} studies ({int(s.positive.sum())} PE-positive, {int(s.slices.sum())} slices, "
-          f"{int(s.pe_slices.sum())} PE slices, {int(s.boxes.sum())} boxes) to {a.out} in {time.perf_counter() - t:.1f} s")
+    print(f"wrote {len(s)} studies of {shape[0]} x {shape[1]} x {shape[2]} ({int(s.positive.sum())} PE-positive, "
+          f"{int(s.slices.sum())} slices, {int(s.pe_slices.sum())} PE slices, {int(s.boxes.sum())} boxes"
+          f"{', without the ' + held + ' contrast regime' if held else ''}) to {a.out} in {time.perf_counter() - t:.1f} s")
     return 0
 
 # %% ../nbs/99_cli.ipynb #86fadd6a

@@ -22,15 +22,21 @@ __all__ = ['REFERENCE_KINDS', 'make_reference', 'make_references', 'cpu_supports
            'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
-REFERENCE_KINDS = ("zeros", "blur", "noise", "mean")
+REFERENCE_KINDS = ("zeros", "blur", "noise", "mean", "negatives")
 
 def make_reference(x: torch.Tensor, # (B, 7, H, W) windows in [0, 1]
                    kind: str = "zeros", # one of REFERENCE_KINDS
-                   generator: torch.Generator | None = None, # random source for `noise`
+                   generator: torch.Generator | None = None, # random source for `noise` and `negatives`
                    blur_sigma: float = 4.0, # in-plane Gaussian sigma (pixels) for `blur`
+                   pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows, for `negatives`
                   ) -> torch.Tensor:
     "One IG reference of `x`'s shape."
     if kind == "zeros": return torch.zeros_like(x)
+    if kind == "negatives":
+        if pool is None or len(pool) == 0: raise ValueError("reference 'negatives' needs a pool of negative windows")
+        if tuple(pool.shape[1:]) != tuple(x.shape[1:]):
+            raise ValueError(f"negative windows {tuple(pool.shape[1:])} do not match the input's {tuple(x.shape[1:])}")
+        return pool[torch.randint(len(pool), (x.shape[0],), generator=generator)].to(x.device, x.dtype)
     if kind == "mean": return x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x).clone()
     if kind == "noise":
         return torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
@@ -47,10 +53,11 @@ def make_references(x: torch.Tensor, # (B, 7, H, W)
                     first: str = "zeros", # kind of the first reference
                     extra: str = "noise", # kind of references 2..n
                     seed: int = 0, # seed of the random references (same seed: same references)
+                    pool: torch.Tensor | None = None, # negative windows, for `negatives`
                    ) -> list[torch.Tensor]:
     "The list of references the teacher averages over."
     g = torch.Generator().manual_seed(seed)
-    return [make_reference(x, first if i == 0 else extra, g) for i in range(n)]
+    return [make_reference(x, first if i == 0 else extra, g, pool=pool) for i in range(n)]
 
 # %% ../nbs/07_explain.ipynb #3bf51a3b
 def cpu_supports_bf16() -> bool:
@@ -118,8 +125,10 @@ class Explainer:
                  device: str | None = None, # 'cpu', 'cuda', None: auto
                  fast: bool = True, # False: the plain reference (float32, fixed steps, contiguous)
                  bf16_agree=None, # bf16_agree(a16, a32) -> score in [0, 1] (the teacher's: Dice of the window's labels); None: cosine
+                 reference_pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows for the `negatives` reference
                 ):
         self.cfg = cfg or TeacherCfg(); self.fast = fast; self.bf16_agree = bf16_agree
+        self.reference_pool = reference_pool
         self.device = pick_device(device)
         dev_type = torch.device(self.device).type
         self._amp0 = bool(fast and self.cfg.bf16 and (dev_type == "cuda" or cpu_supports_bf16()))
@@ -200,7 +209,7 @@ class Explainer:
 
     def references(self, x: torch.Tensor) -> list[torch.Tensor]:
         c = self.cfg
-        return make_references(x, c.n_references, c.reference, c.extra_references)
+        return make_references(x, c.n_references, c.reference, c.extra_references, pool=self.reference_pool)
 
     def attribute(self, x: torch.Tensor, # (B, 7, H, W) windows
                   logit: torch.Tensor | None = None, # their float32 logits if already known (saves a forward)

@@ -7,7 +7,7 @@ is laid out on disk (DICOM series, `train.csv`, boxes), with the voxel-level tru
 from __future__ import annotations
 import hashlib, json, os, shutil, time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,39 +18,81 @@ from .core import atomic_path, save_volume, write_json_atomic
 from .dicom import geometry_affine, write_series
 
 # %% auto #0
-__all__ = ['PARAMS', 'TISSUES', 'AIR', 'FAT', 'SOFT', 'LUNG', 'BONE', 'BLOOD', 'ARTERY', 'VEIN', 'CLOT', 'NODE', 'EXAM_COLUMNS',
-           'TRAIN_COLUMNS', 'BOX_COLUMNS', 'PhantomParams', 'PhantomStudy', 'phantom_study', 'mask_boxes',
-           'study_exam_labels', 'make_phantom_dataset', 'phantom_summary', 'inscribed_diameters', 'calibres']
+__all__ = ['PARAMS', 'REGIMES', 'TISSUES', 'AIR', 'FAT', 'SOFT', 'LUNG', 'BONE', 'BLOOD', 'ARTERY', 'VEIN', 'CLOT', 'NODE',
+           'EXAM_COLUMNS', 'TRAIN_COLUMNS', 'BOX_COLUMNS', 'PhantomParams', 'phantom_params', 'PhantomStudy',
+           'phantom_study', 'mask_boxes', 'study_exam_labels', 'make_phantom_dataset', 'phantom_summary',
+           'inscribed_diameters', 'calibres']
 
 # %% ../nbs/04_phantom.ipynb #81227d75
 @dataclass(frozen=True)
 class PhantomParams:
     "Ranges the phantom draws from, per study (HU, mm, probabilities). Defaults follow published CTPA values."
-    fov_mm: float = 350.0                  # in-plane field of view; pixel spacing = fov_mm / X
-    chest_mm: tuple = (260.0, 300.0)       # z extent covered by the Z slices (slice spacing = extent / Z)
-    artery_hu: tuple = (150.0, 450.0)      # pulmonary-arterial contrast (peak ~335; < 200 is suboptimal)
-    vein_ratio: tuple = (0.45, 0.8)        # pulmonary veins relative to the arteries
-    poor_vein_prob: float = 0.3            # mimic: poorly opacified veins ...
-    poor_vein_hu: tuple = (70.0, 120.0)    # ... at these HU
+    # geometry and body habitus
+    fov_mm: tuple = (310.0, 355.0)         # in-plane field of view per study; pixel spacing = fov / columns
+    chest_mm: tuple = (228.0, 256.0)       # z extent covered by the slices (slice spacing = extent / slices)
+    body_scale: tuple = (0.85, 1.12)       # size of torso, lungs, heart and mediastinum
+    body_aspect: tuple = (0.88, 1.12)      # torso width / depth, relative to the average chest
+    # vessel calibres (diameters) and shape
+    main_pa_mm: tuple = (25.0, 30.0)       # main pulmonary artery
+    side_pa_mm: tuple = (15.0, 19.0)       # right and left pulmonary arteries (the trees follow Murray's law)
+    vein_mm: tuple = (10.0, 14.0)          # pulmonary vein trunks at the left atrium
+    tortuosity: tuple = (0.0, 0.3)         # sideways jitter of branch points, fraction of the branch length
+    # contrast (bolus timing)
+    bolus_p: tuple = (0.70, 0.15, 0.15)    # regime: arterial, poor (early or weak bolus), late (veins >= arteries)
+    artery_hu: tuple = (200.0, 450.0)      # arterial regime: pulmonary arteries (peak ~335 HU)
+    poor_artery_hu: tuple = (120.0, 200.0)  # poor regime (< 200 HU is suboptimal)
+    late_artery_hu: tuple = (150.0, 300.0)  # late regime
+    vein_ratio: tuple = (0.45, 0.8)        # pulmonary veins relative to the arteries (arterial and poor regimes)
+    late_vein_ratio: tuple = (1.0, 1.3)    # ... in the late regime: veins brighter than arteries
     aorta_ratio: tuple = (0.55, 0.9)       # aorta / left heart relative to the arteries
+    late_aorta_ratio: tuple = (0.9, 1.3)
+    poor_vein_prob: float = 0.3            # mimic: poorly opacified veins (beside the arteries they run with) ...
+    poor_vein_hu: tuple = (70.0, 120.0)    # ... at these HU
+    # emboli
     clot_hu: tuple = (33.0, 15.0, 6.0, 63.0)  # acute thrombus: mean, sd, min, max
+    chronic_prob: float = 0.1              # a clot is chronic: hyperdense, flattened against the wall
+    chronic_hu: tuple = (87.0, 30.0, 40.0, 160.0)  # chronic thrombus: mean, sd, min, max
+    chronic_is_pe: bool = True             # chronic clot voxels are PE voxels (RSPECT labels chronic PE as PE)
     n_clots: tuple = (1, 8)                # clots per positive study (inclusive); smaller numbers likelier
-    clot_len_mm: tuple = (20.0, 70.0)      # clot length along the arteries
+    clot_len_mm: tuple = (15.0, 60.0)      # clot length along the arteries
     clot_level_p: tuple = (0.08, 0.42, 0.40, 0.10)  # central, lobar, segmental, subsegmental
     clot_type_p: tuple = (0.35, 0.35, 0.30)  # central (polo mint), eccentric (mural), occlusive
-    min_clot_px: float = 2.5               # clot radius clamp in pixels (>= 5 px across at any resolution)
-    max_widen: float = 4.0                 # an artery may be widened locally up to this factor to show a rim around a clot
+    min_host_px: float = 1.25              # clots lie in arteries at least this radius in pixels (2.5 px across)
+    min_clot_px: float = 1.25              # clot radius clamp in pixels (a clot the grid shows)
+    max_widen: float = 1.3                 # an artery may be distended locally up to this factor around a clot
     visible_hu: float = -100.0             # a PE voxel is >= half clot and, before noise, at least this HU (not lung)
-    mixing_prob: float = 0.33              # mimic: transient interruption of contrast (a slab)
+    # mimics and artefacts
+    mixing_prob: float = 0.33              # transient interruption of contrast (a slab)
     mixing_drop_hu: tuple = (40.0, 100.0)
     mixing_mm: tuple = (15.0, 40.0)
-    node_prob: float = 0.5                 # mimic: hilar lymph nodes (30-50 HU)
+    node_prob: float = 0.5                 # hilar lymph nodes (30-50 HU)
     node_hu: tuple = (30.0, 50.0)
-    noise_hu: tuple = (15.0, 25.0)         # image noise (sd, after in-plane correlation)
-    psf_mm: float = 0.6                    # in-plane blur (partial volume, scanner PSF)
+    streak_prob: float = 0.3               # streaks from the dense contrast in the superior vena cava
+    streak_hu: tuple = (40.0, 150.0)
+    motion_prob: float = 0.2               # respiratory or cardiac motion: a slab of ghosted slices
+    motion_mm: tuple = (2.0, 6.0)          # ghost displacement
+    # parenchyma and image quality
+    lung_texture_hu: tuple = (10.0, 45.0)  # smooth parenchymal texture (sd), on top of the small vessels
+    lung_texture_mm: tuple = (2.0, 6.0)    # its grain
+    noise_hu: tuple = (10.0, 35.0)         # image noise (sd, after in-plane correlation)
+    psf_mm: tuple = (0.4, 1.4)             # in-plane blur (reconstruction sharpness, partial volume)
     max_attractors: int = 400              # attractor points per lung and tree (caps the tree size)
 
 PARAMS = PhantomParams()
+REGIMES = ("arterial", "poor", "late")     # contrast regimes of `bolus_p`
+
+def phantom_params(holdout: str = "",          # a regime of `REGIMES` kept apart ("" none)
+                   part: str = "train",        # "train": every regime but the held-out one; "transfer": only it
+                   params: PhantomParams = PARAMS,
+                  ) -> PhantomParams:
+    "The parameters of a training dataset without one contrast regime, or of a transfer dataset of only that regime."
+    if not holdout: return params
+    if holdout not in REGIMES: raise ValueError(f"unknown contrast regime {holdout!r}; choose one of {REGIMES}")
+    if part not in ("train", "transfer"): raise ValueError(f"part must be 'train' or 'transfer', got {part!r}")
+    keep = [(r == holdout) == (part == "transfer") for r in REGIMES]
+    bp = tuple(float(p) if k else 0.0 for p, k in zip(params.bolus_p, keep))
+    if not sum(bp): raise ValueError(f"holding out {holdout!r} leaves no regime with a probability in {params.bolus_p}")
+    return replace(params, bolus_p=bp)
 
 # %% ../nbs/04_phantom.ipynb #c4ebbc8a
 def _uid(*parts) -> str:
@@ -147,12 +189,13 @@ def _sample_in(fn, lo, hi, n, rng, exclude=None):
     return np.concatenate(out)[:n]
 
 # %% ../nbs/04_phantom.ipynb #091276d2
-def _grow_tree(a, b, r, pts, rng, r_min, side, kind, parent=-1):
+def _grow_tree(a, b, r, pts, rng, r_min, side, kind, parent=-1, tortuosity=0.0):
     """Grow a branching tree from the trunk a->b (radius r) toward attractor points `pts`.
 
     Each node splits its attractors in two across their principal axis (at a random quantile) and sends
     one child toward each half's centroid; child radii follow Murray's law with flow proportional to the
-    attractors served (r^3 = r1^3 + r2^3). A half of one point, or a radius below `r_min`, ends a branch."""
+    attractors served (r^3 = r1^3 + r2^3). A half of one point, or a radius below `r_min`, ends a branch.
+    `tortuosity` moves each branch point sideways by up to that fraction of the branch's length."""
     segs = [dict(a=np.asarray(a, float), b=np.asarray(b, float), r=float(r), parent=parent, side=side, kind=kind)]
     stack = [(np.asarray(b, float), float(r), np.asarray(pts, float), 0)]
     while stack:
@@ -169,6 +212,10 @@ def _grow_tree(a, b, r, pts, rng, r_min, side, kind, parent=-1):
             cc = child.mean(0)
             terminal = len(child) == 1 or rc < r_min
             end = cc if terminal else p + rng.uniform(0.35, 0.55) * (cc - p)
+            if tortuosity > 0 and not terminal:
+                side_ = rng.normal(size=3); u = (end - p) / (np.linalg.norm(end - p) + 1e-9)
+                side_ -= (side_ @ u) * u
+                end = end + rng.uniform(0, tortuosity) * np.linalg.norm(end - p) * side_ / (np.linalg.norm(side_) + 1e-9)
             if rc < 0.5 * r_min or np.linalg.norm(end - p) < 1e-3: continue
             segs.append(dict(a=p, b=end, r=float(rc), parent=par, side=side, kind=kind))
             if not terminal: stack.append((end, rc, child, len(segs) - 1))
@@ -195,12 +242,13 @@ def _positives(n: int, fraction: float, seed: int) -> np.ndarray:
 def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, params: PhantomParams = PARAMS) -> dict:
     """Draw the static anatomy of one study into an HU volume and a tissue map (phantom mm, see `_Grid`).
 
-    `s` scales the body, `Lz` is the z extent, `c` holds the study's HU draws (art, vein, aorta, fat, muscle,
-    soft, lung). Returns the arrays and the landmarks the vessel trees start from."""
+    `s` scales the body, `Lz` is the z extent, `c` holds the study's draws (HU: art, vein, aorta, fat, muscle,
+    soft, lung; the torso's aspect; the lung texture). Returns the arrays and the landmarks the vessel trees
+    start from."""
     Z, Y, X = g.shape
     xx, yy = g.x[None, :], g.y[:, None]
     # torso ellipse with fat and muscle layers: z-invariant 2D masks
-    ax, ay, cy = min(150 * s, params.fov_mm / 2 - 8), min(108 * s, Y * g.ps / 2 - 8), 8.0
+    ax, ay, cy = min(150 * s * c["aspect"], X * g.ps / 2 - 8), min(108 * s / c["aspect"], Y * g.ps / 2 - 8), 8.0
     tf, tm = rng.uniform(8, 22), rng.uniform(8, 13)
     axc, ayc, cyc = ax - tf - tm, ay - tf - tm - 6, cy - 6
     body2 = (xx / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1
@@ -247,14 +295,18 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
             if g.z[k] > L["zb"] + L["dh"]: break
             mk = m2 & (g.z[k] < dome)
             hu[k][mk] = 58.0 if side < 0 else 45.0; tis[k][mk] = SOFT
-    for side, L in lungs.items():                      # parenchyma, denser posteriorly (dependent lung)
+    for side, L in lungs.items():                      # parenchyma: denser posteriorly (dependent lung), textured
         lo = np.array([min(L["cx"] - L["rx"], 0), L["cy"] - L["ry"], L["cz"] - L["rz"]])
         hi = np.array([max(L["cx"] + L["rx"], 0), L["cy"] + L["ry"], L["cz"] + L["rz"]])
         sl = g.box(lo, hi)
         if sl is None: continue
         Xs, Ys, Zs = g.coords(sl)
         m = _lung_inside(Xs, Ys, Zs, L)
-        hu[sl] = np.where(m, c["lung"] + 40 * (Ys - L["cy"]) / L["ry"], hu[sl]); tis[sl][m] = LUNG
+        shp = tuple(x.stop - x.start for x in sl)
+        tex = ndi.gaussian_filter(rng.standard_normal(shp, dtype=np.float32),
+                                  (c["tex_mm"] / g.dz, c["tex_mm"] / g.ps, c["tex_mm"] / g.ps), mode="wrap")
+        tex *= np.float32(c["tex_hu"] / (tex.std() + 1e-6))
+        hu[sl] = np.where(m, c["lung"] + 40 * (Ys - L["cy"]) / L["ry"] + tex, hu[sl]); tis[sl][m] = LUNG
     # heart with chambers: the right heart carries the pulmonary-arterial contrast, the left heart less
     hc = np.array([15 * s, cyc - 0.35 * ayc, 0.27 * Lz])
     rvlv_big = bool(positive and rng.random() < 0.35)   # right-heart strain in some PE-positive studies
@@ -275,37 +327,41 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
     yA = cyc - 0.3 * ayc
     tube([(-18, yA, 0.40 * Lz), (-18, yA, 0.72 * Lz), (-8, yA + 14, 0.80 * Lz), (12, ys - 40, 0.80 * Lz),
           (24, ys - 24, 0.74 * Lz), (24, ys - 24, -10)], 13 * s, c["aorta"])               # ascending, arch, descending
-    tube([(-34 * s, yA + 4, Lz + 10), (-32 * s, yA + 4, 0.42 * Lz)], 9 * s, rng.uniform(300, 1000))  # SVC: dense bolus
+    svc = np.array([-33 * s, yA + 4, 0.42 * Lz])
+    tube([(-34 * s, yA + 4, Lz + 10), svc], 9 * s, rng.uniform(300, 1000))               # SVC: dense bolus
     carina = np.array([0, ys - 42, 0.66 * Lz])
     for rr, val, t in ((10.5, c["soft"], SOFT), (9.0, -1000.0, AIR)):
         tube([(0, ys - 42, Lz + 10), carina], rr, val, t)
     for b_ in (np.array([-40 * s, ys - 38, 0.62 * Lz]), np.array([42 * s, ys - 36, 0.60 * Lz])):
         for rr, val, t in ((7.5, c["soft"], SOFT), (6.0, -1000.0, AIR)):
             tube([carina, b_], rr * s, val, t)
-    return dict(hu=hu, tis=tis, lungs=lungs, hc=hc, la_c=la_c, yA=yA, ys=ys, cyc=cyc, ayc=ayc, rvlv_big=rvlv_big)
+    return dict(hu=hu, tis=tis, lungs=lungs, hc=hc, la_c=la_c, yA=yA, ys=ys, cyc=cyc, ayc=ayc, rvlv_big=rvlv_big,
+                svc=svc)
 
-def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, params: PhantomParams = PARAMS):
+def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, c: dict, params: PhantomParams = PARAMS):
     """The pulmonary arteries (trunk, right and left PA, a tree into each lung) and the pulmonary veins (a
     superior and an inferior trunk per lung from the left atrium, each with a tree). Arteries and veins grow
-    toward their own attractor points, so they interleave. Returns (arteries, veins, hila) as segment lists."""
+    toward their own attractor points, so they interleave. Calibres are the study's draws in `c` (mm diameters:
+    main_pa, pa per side, vein) and narrow by Murray's law. Returns (arteries, veins, hila) as segment lists."""
     cyc, ayc, yA, ys, hc, la_c = A["cyc"], A["ayc"], A["yA"], A["ys"], A["hc"], A["la_c"]
     O = np.array([12, cyc - 0.55 * ayc, 0.40 * Lz]); B = np.array([12, yA + 12, 0.58 * Lz])  # RV outflow, bifurcation
     H = {-1: np.array([-40 * s, ys - 50, 0.56 * Lz]), 1: np.array([38 * s, ys - 44, 0.60 * Lz])}  # hila
     r_min = max(0.5 * g.ps, 0.5)                      # vessels thinner than half a pixel are not drawn
     heart = lambda Q: (((Q[:, 0] - hc[0]) / 62) ** 2 + ((Q[:, 1] - hc[1]) / 52) ** 2 + ((Q[:, 2] - hc[2]) / 55) ** 2) <= 1
-    arts = [dict(a=O, b=B, r=14 * s, parent=-1, side=0, kind="trunk")]
+    arts = [dict(a=O, b=B, r=c["main_pa"] / 2, parent=-1, side=0, kind="trunk")]
     veins = []
     for side in (-1, 1):
         L = A["lungs"][side]
         inside = lambda Q, L=L: _lung_inside(Q[:, 0], Q[:, 1], Q[:, 2], L)
         lo = [L["cx"] - L["rx"], L["cy"] - L["ry"], L["cz"] - L["rz"]]
         hi = [L["cx"] + L["rx"], L["cy"] + L["ry"], L["cz"] + L["rz"]]
-        r_pa = (9.5 if side < 0 else 9.0) * s
+        r_pa = c["pa"][side] / 2
         n_att = int(np.clip((r_pa / r_min) ** 3, 24, params.max_attractors))  # Murray: leaves near r_min
         arts.append(dict(a=B, b=H[side], r=r_pa, parent=0, side=side, kind="trunk"))
         pa_idx, off = len(arts) - 1, len(arts)
         pts = _sample_in(inside, lo, hi, n_att, rng, heart)
-        tree = _grow_tree(H[side], H[side] + 0.3 * (pts.mean(0) - H[side]), r_pa * 0.97, pts, rng, r_min, side, "artery")
+        tree = _grow_tree(H[side], H[side] + 0.3 * (pts.mean(0) - H[side]), r_pa * 0.97, pts, rng, r_min, side, "artery",
+                          tortuosity=c["tort"])
         for j, sg in enumerate(tree):
             sg["parent"] = pa_idx if j == 0 else sg["parent"] + off
             arts.append(sg)
@@ -315,8 +371,9 @@ def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, params: PhantomPa
             sub = vpts[vpts[:, 2] >= zmed] if upper else vpts[vpts[:, 2] < zmed]
             ost = la_c + np.array([side * 20 * s, 3 if upper else 7, (5 if upper else -4) * s])
             hil = np.array([side * 46 * s, la_c[1] + (4 if upper else 14), la_c[2] + (0.10 if upper else -0.06) * Lz])
-            veins.append(dict(a=ost, b=hil, r=6.5 * s, parent=-1, side=side, kind="vein"))
-            veins += _grow_tree(hil, hil + 0.3 * (sub.mean(0) - hil), 6.5 * s, sub, rng, r_min, side, "vein")
+            veins.append(dict(a=ost, b=hil, r=c["vein_d"] / 2, parent=-1, side=side, kind="vein"))
+            veins += _grow_tree(hil, hil + 0.3 * (sub.mean(0) - hil), c["vein_d"] / 2, sub, rng, r_min, side, "vein",
+                                tortuosity=c["tort"])
     for sg in arts: sg["children"] = []
     for j, sg in enumerate(arts):
         if sg["parent"] >= 0: arts[sg["parent"]]["children"].append(j)
@@ -326,10 +383,11 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
     """Choose and shape the emboli of a positive study. Each clot starts on an artery of a level drawn from
     `params.clot_level_p` and runs distally for its length, into one child at each branch (sometimes both,
     straddling the bifurcation; a clot starting on the main trunk becomes a saddle embolus). Returns the clot
-    records (with capsule geometry) and extra artery pieces (vessels widened around a clot)."""
+    records (with capsule geometry) and extra artery pieces (vessels widened around a clot). A chronic clot
+    (`chronic_prob`) is hyperdense and lies flat against the wall: a thin crescent, never distending its artery."""
     P_ = params
     lv = np.array([_LEVELS.index(_level(sg)) for sg in arts])
-    ok = np.array([sg["r"] for sg in arts]) / ps >= 0.6        # a lumen visible at this resolution
+    ok = np.array([sg["r"] for sg in arts]) / ps >= P_.min_host_px  # a lumen wide enough to show a clot
     w = np.where(ok, np.array(P_.clot_level_p)[lv], 0.0)
     for l in range(4):                                         # the level's probability, not its segment count
         m = lv == l
@@ -343,7 +401,9 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
         host = int(rng.choice(len(arts), p=w / w.sum()))
         typ = _TYPES[int(rng.choice(3, p=np.array(P_.clot_type_p) / sum(P_.clot_type_p)))]
         length = rng.uniform(*P_.clot_len_mm) * (1.5 if lv[host] == 0 else 1.0)
-        hu_c = float(np.clip(rng.normal(P_.clot_hu[0], P_.clot_hu[1]), P_.clot_hu[2], P_.clot_hu[3]))
+        chronic = bool(rng.random() < P_.chronic_prob)
+        mu, sd, lo_, hi_ = P_.chronic_hu if chronic else P_.clot_hu
+        hu_c = float(np.clip(rng.normal(mu, sd), lo_, hi_))
         ecc = rng.normal(size=3)
         saddle = host == 0
         todo, pieces = [(host, rng.uniform(0.6, 0.9) if saddle else rng.uniform(0.0, 0.6), length)], []
@@ -366,6 +426,8 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
             u = (b - a) / (np.linalg.norm(b - a) + 1e-9)
             e = ecc - (ecc @ u) * u; e /= np.linalg.norm(e) + 1e-9
             t_ = typ
+            if chronic:                                    # mural crescent, clipped by the wall
+                geo.append((a + 0.7 * r * e, b + 0.7 * r * e, max(0.5 * r, m_r))); continue
             rc = max({"central": 0.55, "eccentric": 0.6, "occlusive": 1.15}[t_] * r, m_r)
             if t_ != "occlusive" and rc > 0.75 * r:        # lumen too small (in pixels) to show a rim around the clot:
                 if rc / 0.75 <= P_.max_widen * r: extra.append(dict(a=a, b=b, r=rc / 0.75))  # widen it locally (distended)
@@ -375,7 +437,8 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
                 extra.append(dict(a=a, b=b, r=rl)); rc = rl * 1.05
             shift = 0.5 * r * e if t_ == "eccentric" else 0.0  # mural clot: off-centre, clipped by the wall
             geo.append((a + shift, b + shift, rc))
-        clots.append(dict(level=_LEVELS[lv[host]], type=typ, side=int(arts[host]["side"]), hu=round(hu_c, 1),
+        clots.append(dict(level=_LEVELS[lv[host]], type="chronic" if chronic else typ, chronic=chronic,
+                          side=int(arts[host]["side"]), hu=round(hu_c, 1),
                           length_mm=round(float(sum(np.linalg.norm(b - a) for _, a, b in pieces)), 1),
                           sides=sorted({int(arts[j]["side"]) for j, _, _ in pieces}),
                           central=any(arts[j]["kind"] == "trunk" for j, _, _ in pieces), geo=geo))
@@ -393,21 +456,30 @@ def phantom_study(seed: int = 0,               # dataset seed
     rng = np.random.default_rng([int(seed), int(index), 2024])
     Z, Y, X = (int(v) for v in shape)
     if min(Z, Y, X) < 8: raise ValueError(f"shape {tuple(shape)}: every dimension must be at least 8")
-    ps = P_.fov_mm / X                                  # square pixels, fixed field of view
+    ps = rng.uniform(*P_.fov_mm) / X                   # square pixels over the study's field of view
     Lz = rng.uniform(*P_.chest_mm); dz = Lz / Z         # the chest spans the Z slices
     g = _Grid((Z, Y, X), ps, dz)
-    s = rng.uniform(0.9, 1.05)                          # body size
-    # per-study contrast and mimics
-    art = rng.uniform(*P_.artery_hu)
-    poor = bool(rng.random() < P_.poor_vein_prob)
-    vein = rng.uniform(*P_.poor_vein_hu) if poor else max(art * rng.uniform(*P_.vein_ratio), P_.poor_vein_hu[1])
-    c = dict(art=art, vein=vein, aorta=art * rng.uniform(*P_.aorta_ratio), fat=rng.uniform(-100, -75),
-             muscle=rng.uniform(40, 55), soft=rng.uniform(35, 45), lung=rng.uniform(-910, -850))
+    s = rng.uniform(*P_.body_scale)                     # body habitus
+    # per-study contrast regime and mimics
+    bp = np.asarray(P_.bolus_p, float)
+    regime = REGIMES[int(rng.choice(len(REGIMES), p=bp / bp.sum()))]
+    art = rng.uniform(*{"arterial": P_.artery_hu, "poor": P_.poor_artery_hu, "late": P_.late_artery_hu}[regime])
+    late = regime == "late"
+    poor = bool(rng.random() < P_.poor_vein_prob) and not late
+    vein = (rng.uniform(*P_.poor_vein_hu) if poor else
+            max(art * rng.uniform(*(P_.late_vein_ratio if late else P_.vein_ratio)), P_.poor_vein_hu[1]))
+    c = dict(art=art, vein=vein, aorta=art * rng.uniform(*(P_.late_aorta_ratio if late else P_.aorta_ratio)),
+             fat=rng.uniform(-100, -75), muscle=rng.uniform(40, 55), soft=rng.uniform(35, 45),
+             lung=rng.uniform(-910, -850), aspect=rng.uniform(*P_.body_aspect),
+             tex_hu=rng.uniform(*P_.lung_texture_hu), tex_mm=rng.uniform(*P_.lung_texture_mm),
+             main_pa=rng.uniform(*P_.main_pa_mm), pa={-1: rng.uniform(*P_.side_pa_mm), 1: rng.uniform(*P_.side_pa_mm)},
+             vein_d=rng.uniform(*P_.vein_mm), tort=rng.uniform(*P_.tortuosity))
     noise_sd = rng.uniform(*P_.noise_hu)
+    psf = rng.uniform(*P_.psf_mm)
     mixing = bool(rng.random() < P_.mixing_prob)
     A = _draw_anatomy(rng, g, s, Lz, c, positive, P_)
     hu, tis = A["hu"], A["tis"]
-    arts, veins, H = _vessel_trees(rng, g, s, Lz, A, P_)
+    arts, veins, H = _vessel_trees(rng, g, s, Lz, A, c, P_)
     clots, extra = _place_clots(rng, arts, ps, P_) if positive else ([], [])
     # vessel occupancies (soft capsules), then blend: veins, arteries (z-dependent contrast), clots
     fa = np.zeros((Z, Y, X), np.float32); fv = np.zeros((Z, Y, X), np.float32)
@@ -438,6 +510,7 @@ def phantom_study(seed: int = 0,               # dataset seed
             fc = np.minimum(o, fa[sl])
             hu[sl] += fc * (cl["hu"] - hu[sl])
             vis = (fc >= 0.5) & (hu[sl] >= P_.visible_hu)  # mostly clot, and not mostly lung (visible)
+            if cl["chronic"] and not P_.chronic_is_pe: continue
             pe[sl] |= vis
             tis[sl][vis] = CLOT
             n0 += int(np.count_nonzero(vis))
@@ -456,9 +529,27 @@ def phantom_study(seed: int = 0,               # dataset seed
     tb = tis[blk]; vb = vessels[blk]
     tb[vb == 2] = VEIN; tb[(vb == 1) & ~pe[blk]] = ARTERY
     del fa, fv, fab, fvb
+    # artefacts: streaks from the dense contrast in the superior vena cava, and a slab of motion ghosts
+    streak = None
+    if rng.random() < P_.streak_prob:
+        amp, k, ph, decay = rng.uniform(*P_.streak_hu), int(rng.integers(4, 10)), rng.uniform(0, np.pi), rng.uniform(40, 90)
+        rx, ry = g.x[None, :] - A["svc"][0], g.y[:, None] - A["svc"][1]
+        rr, th = np.sqrt(rx ** 2 + ry ** 2), np.arctan2(ry, rx)
+        w = np.cos(k * th + ph); w = np.sign(w) * np.abs(w) ** 12             # narrow bright and dark bands
+        pat = (amp * w * np.exp(-rr / decay) * (rr > 9 * s)).astype(np.float32)
+        zs = np.nonzero(g.z >= A["svc"][2])[0]
+        hu[zs] += pat[None] * rng.uniform(0.6, 1.0, size=(len(zs), 1, 1)).astype(np.float32)
+        streak = dict(hu=round(amp, 1), bands=2 * k, slices=int(len(zs)))
+    motion = None
+    if rng.random() < P_.motion_prob:
+        zc, wd, dmm = rng.uniform(0.15, 0.5) * Lz, rng.uniform(20, 50), rng.uniform(*P_.motion_mm)
+        ang = rng.uniform(0, 2 * np.pi); d = (dmm * np.sin(ang) / ps, dmm * np.cos(ang) / ps)
+        for kz in np.nonzero(np.abs(g.z - zc) <= wd / 2)[0]:
+            hu[kz] = 0.5 * hu[kz] + 0.5 * ndi.shift(hu[kz], d, order=1, mode="nearest")
+        motion = dict(z_mm=round(zc, 1), width_mm=round(wd, 1), shift_mm=round(dmm, 1))
     # noise, then one blur (the scanner's point spread: partial volume, and noise correlated like CT noise),
     # with the noise scaled by the blur's gain so that its final sd is the study's noise level
-    sig = (max(0.15, P_.psf_mm / dz), max(0.3, P_.psf_mm / ps), max(0.3, P_.psf_mm / ps))
+    sig = (max(0.15, psf / dz), max(0.3, psf / ps), max(0.3, psf / ps))
     gain = 1.0
     for sg_ in sig:
         k = ndi.gaussian_filter1d(np.eye(1, 41, 20)[0], sg_, truncate=3.0); gain *= float(np.sqrt(k @ k))
@@ -469,8 +560,10 @@ def phantom_study(seed: int = 0,               # dataset seed
     study, series = _uid("study", seed, index), _uid("series", seed, index)
     sops = [_uid("sop", seed, index, k) for k in range(Z)]
     origin = (float(g.x[0]), float(g.y[0]), float(-rng.uniform(100, 400)))  # table position of slice 0
-    info = dict(study=study, positive=bool(pe.any()), artery_hu=round(art, 1), vein_hu=round(vein, 1),
-                aorta_hu=round(c["aorta"], 1), poor_veins=poor, noise_hu=round(noise_sd, 1), mixing=slab,
+    info = dict(study=study, positive=bool(pe.any()), regime=regime, artery_hu=round(art, 1), vein_hu=round(vein, 1),
+                aorta_hu=round(c["aorta"], 1), poor_veins=poor, noise_hu=round(noise_sd, 1), psf_mm=round(psf, 2),
+                pixel_mm=round(ps, 3), slice_mm=round(dz, 3), main_pa_mm=round(c["main_pa"], 1),
+                tortuosity=round(c["tort"], 3), streaks=streak, motion=motion, mixing=slab,
                 hilar_nodes=n_nodes, rv_lv_ratio_gte_1=A["rvlv_big"] and bool(pe.any()), clots=clots,
                 n_arteries=len(arts), n_veins=len(veins), body_scale=round(s, 3))
     return PhantomStudy(study=study, series=series, sops=sops, hu=hu, pe=pe.astype(np.uint8), vessels=vessels,
@@ -501,7 +594,10 @@ def study_exam_labels(st: PhantomStudy) -> dict:
     right = pos and any(-1 in c["sides"] for c in cl)
     central = pos and any(c["central"] for c in cl)
     gte = pos and bool(st.info["rv_lv_ratio_gte_1"])
+    chronic = [bool(c.get("chronic")) for c in cl]
     d = dict.fromkeys(EXAM_COLUMNS, 0)
+    if pos and any(chronic): d["chronic_pe" if all(chronic) else "acute_and_chronic_pe"] = 1
+    d.update(qa_motion=int(st.info.get("motion") is not None), qa_contrast=int(st.info.get("regime") == "poor"))
     d.update(negative_exam_for_pe=int(not pos), flow_artifact=int(st.info["mixing"] is not None),
              rv_lv_ratio_gte_1=int(gte), rv_lv_ratio_lt_1=int(pos and not gte), leftsided_pe=int(left),
              rightsided_pe=int(right), central_pe=int(central))
@@ -597,7 +693,8 @@ def phantom_summary(out) -> pd.DataFrame:
         rows.append(dict(study=s, positive=int(any(r["labels"])), slices=len(r["labels"]), pe_slices=sum(r["labels"]),
                          boxes=len(r["boxes"]), clots=sum(c["voxels"] > 0 for c in i["clots"]),
                          levels=",".join(sorted({c["level"] for c in i["clots"]})),
-                         artery_hu=i["artery_hu"], vein_hu=i["vein_hu"], poor_veins=int(i["poor_veins"]),
+                         regime=i.get("regime", "arterial"), artery_hu=i["artery_hu"], vein_hu=i["vein_hu"],
+                         poor_veins=int(i["poor_veins"]),
                          mixing_slab=int(i["mixing"] is not None), hilar_nodes=i["hilar_nodes"], noise_hu=i["noise_hu"],
                          central=r["exam"]["central_pe"], left=r["exam"]["leftsided_pe"], right=r["exam"]["rightsided_pe"]))
     return pd.DataFrame(rows)

@@ -8,11 +8,14 @@ Notebooks use these to get their inputs; `labelup reproduce` uses them to resume
 from __future__ import annotations
 from pathlib import Path
 
+import numpy as np
+
 from .core import Profile, RunLayout, get_logger
 
 # %% auto #0
-__all__ = ['log', 'ensure_data', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'ensure_teacher', 'ensure_student',
-           'ensure_predictions', 'positive_studies', 'positive_test_studies']
+__all__ = ['log', 'ensure_data', 'ensure_transfer', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies',
+           'teacher_studies', 'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies',
+           'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -30,12 +33,31 @@ def ensure_data(run, # run folder or RunLayout
         return root
     lay = _layout(run)
     if not (lay.data / "train.csv").exists():
-        from labelup.phantom import make_phantom_dataset
+        from labelup.phantom import make_phantom_dataset, phantom_params
         d = profile.data
         log.info(f"generating {d.n_studies} phantom studies of shape {d.phantom_shape} in RUN/data")
         make_phantom_dataset(lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
-                             positive_fraction=d.positive_fraction)
+                             positive_fraction=d.positive_fraction, params=phantom_params(d.holdout_regime))
     return lay.data
+
+def ensure_transfer(run, # run folder or RunLayout
+                    profile: Profile, # the run's profile (`data.holdout_regime`, `data.transfer_studies`)
+                    workers: int = 2,
+                   ) -> Path:
+    """The transfer check's prepared cache `RUN/transfer/cache`: `data.transfer_studies` phantom studies of only the
+    contrast regime the training phantom held out (another seed, so no study is shared)."""
+    from labelup.data import prepare
+    from labelup.phantom import make_phantom_dataset, phantom_params
+    d, lay = profile.data, _layout(run).transfer
+    if not d.holdout_regime or d.transfer_studies < 1:
+        raise ValueError(f"profile {profile.name!r} holds no contrast regime out (data.holdout_regime, data.transfer_studies)")
+    if not (lay.data / "train.csv").exists():
+        log.info(f"generating {d.transfer_studies} {d.holdout_regime}-regime phantom studies in RUN/transfer/data")
+        make_phantom_dataset(lay.data, d.transfer_studies, seed=d.seed + 1000, shape=tuple(d.phantom_shape),
+                             positive_fraction=d.positive_fraction, params=phantom_params(d.holdout_regime, "transfer"),
+                             workers=workers)
+    prepare(lay.data, lay.cache, workers=workers, progress=False)
+    return lay.cache
 
 def ensure_cache(run, profile: Profile, data_root=None, workers: int = 2) -> Path:
     "The prepared NIfTI cache in `RUN/cache` (studies already prepared are skipped)."
@@ -60,23 +82,38 @@ def ensure_classifier(run, profile: Profile, data_root=None, device=None) -> Pat
         ckpt = Path(train_classifier(cache, lay.classifier, profile, device=device, resume=True))
     return ckpt
 
+def student_studies(split: dict, # the run's split {"train", "val", "test"}
+                    n: int = 0, # at most this many (profile.student.pseudo_studies; 0: all)
+                    seed: int = 0, # which ones, when capped
+                   ) -> list[str]:
+    "The studies whose pseudo-labels train the student: the train and val studies, or a seeded `n` of them."
+    pool = sorted(split["train"] + split["val"])
+    if n <= 0 or n >= len(pool): return pool
+    rng = np.random.default_rng([int(seed), 4099])
+    return sorted(pool[i] for i in rng.permutation(len(pool))[:n])
+
+def teacher_studies(run, profile: Profile, data_root=None) -> list[str]:
+    "The studies the teacher labels in a run: the student's training studies and the test studies."
+    split = ensure_split(run, profile, data_root)
+    return student_studies(split, profile.student.pseudo_studies, profile.data.split_seed) + sorted(split["test"])
+
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
-    "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for every study (finished studies are skipped)."
+    "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."
     from labelup.teacher import pseudo_label
     lay = _layout(run)
     ckpt = ensure_classifier(lay, profile, data_root, device)
-    pseudo_label(lay.cache, ckpt, lay.teacher, profile, device=device)
+    pseudo_label(lay.cache, ckpt, lay.teacher, profile, studies=teacher_studies(lay, profile, data_root), device=device)
     return lay.teacher
 
 def ensure_student(run, profile: Profile, data_root=None, device=None) -> Path:
-    "Stage 3: the student `RUN/student/model.pt`, trained on pseudo-labels of the train and val studies."
+    "Stage 3: the student `RUN/student/model.pt`, trained on the pseudo-labels of `student_studies`."
     lay = _layout(run)
     ckpt = lay.student / "model.pt"
     if not ckpt.exists():
         from labelup.student import train_student
         labels = ensure_teacher(lay, profile, data_root, device)
-        split = ensure_split(lay, profile, data_root)
-        ckpt = Path(train_student(lay.cache, labels, lay.student, profile, split["train"] + split["val"], device=device))
+        studies = student_studies(ensure_split(lay, profile, data_root), profile.student.pseudo_studies, profile.data.split_seed)
+        ckpt = Path(train_student(lay.cache, labels, lay.student, profile, studies, device=device))
     return ckpt
 
 def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Path:

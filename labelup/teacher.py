@@ -18,14 +18,14 @@ import torch.nn.functional as F
 
 from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
 from .data import list_studies, load_study
-from .classifier import load_classifier, preprocess_volume
+from .classifier import load_classifier, make_slabs, preprocess_volume
 from .explain import Explainer
 from .iterate import labels_at, teach_volume, window_label_dice
 from .filter import filter_mask
 
 # %% auto #0
-__all__ = ['to_cache_grid', 'teacher_settings', 'teacher_explainer', 'pseudo_label_volume', 'load_teacher_model', 'shard',
-           'is_done', 'pseudo_label']
+__all__ = ['to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives', 'negative_windows', 'pseudo_label_volume',
+           'load_teacher_model', 'shard', 'is_done', 'pseudo_label']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -49,9 +49,34 @@ def teacher_explainer(model: nn.Module, # the classifier
                       profile: Profile, # the run's profile (teacher section)
                       device: str | None = None,
                       fast: bool = True, # False: the plain captum reference
+                      reference_pool: torch.Tensor | None = None, # negative windows (`negative_windows`) for the `negatives` reference
                      ) -> Explainer:
     "The teacher's explainer: bf16 is kept per study only if it leaves a window's Algorithm-1 mask unchanged (Dice >= bf16_min_dice)."
-    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(profile))
+    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(profile),
+                     reference_pool=reference_pool)
+
+def uses_negatives(cfg) -> bool:
+    "Whether the teacher settings `cfg` (profile.teacher) draw references from negative windows."
+    return cfg.reference == "negatives" or (cfg.n_references > 1 and cfg.extra_references == "negatives")
+
+def negative_windows(cache, # `prepare` cache folder
+                     studies: list, # candidate studies (the training split); the PE-negative ones are used
+                     profile: Profile, # preprocessing (window, image size, context)
+                     n: int, # windows in the pool
+                     seed: int = 0,
+                    ) -> torch.Tensor:
+    "A pool of `n` PE-free windows `(n, 7, S, S)` drawn at random from the negative studies among `studies`."
+    import pandas as pd
+    idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
+    neg = sorted(s for s in studies if s in idx.index and int(idx.loc[s, "n_positive_slices"]) == 0)
+    if not neg: raise ValueError(f"reference 'negatives': no PE-negative study among the {len(studies)} training studies")
+    rng = np.random.default_rng([int(seed), 31])
+    picks = rng.choice(len(neg), size=int(n))
+    out = []
+    for i in np.unique(picks):
+        vol = preprocess_volume(load_study(cache, neg[i]).image, profile)
+        out.append(make_slabs(vol, rng.integers(0, len(vol), size=int((picks == i).sum())), profile.data.context))
+    return torch.cat(out)
 
 def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the classifier
                         image, # HU vol[z, y, x] on the cache grid
@@ -124,7 +149,12 @@ def pseudo_label(cache, # `prepare` cache folder
     todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash)]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]
     if records: log.info(f"pseudo-label: {len(records)} studies already finished, {len(todo)} to do")
-    explainer = teacher_explainer(model, profile, device, fast=fast) if todo else None
+    pool = None
+    if todo and uses_negatives(profile.teacher):   # expected-gradients references: windows of negative training studies
+        from labelup.data import split_studies
+        pool = negative_windows(cache, split_studies(cache, profile)["train"], profile, profile.teacher.reference_pool,
+                                profile.data.seed)
+    explainer = teacher_explainer(model, profile, device, fast=fast, reference_pool=pool) if todo else None
     for s in todo:
         st = load_study(cache, s)
         t0 = time.perf_counter()

@@ -19,6 +19,7 @@ RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
     ("04_phantom", "the synthetic dataset and its figures"),
     ("21_table1", "Table I, ROC curve"),
     ("22_tables2_3", "Tables II and III, Figs. 3, 5 and 6"),
+    ("22a_transfer", "the transfer check: scores on a held-out contrast regime"),
     ("26_bench_teacher", "the teacher benchmark on this run's classifier"),
     ("23_tables4_5", "Tables IV and V, qualitative figures"),
     ("24_table6", "Table VI"),
@@ -91,7 +92,9 @@ def reproduce(profile: str = "smoke", # profile name
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
-          ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning")]
+          ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning"),
+          ("references", "IG references compared on validation studies (the teacher's choice)"),
+          ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training")]
 
 FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
            ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),

@@ -13,8 +13,8 @@ from ..iterate import labels_at
 from ..filter import filter_mask, filter_clusters, filter_params
 
 # %% auto #0
-__all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records', 'table2', 'table3',
-           'fig5', 'fig6', 'find_fig3_case', 'fig3', 'stage2_claims']
+__all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'REFERENCE_SETTINGS', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records',
+           'table2', 'table3', 'fig5', 'fig6', 'find_fig3_case', 'fig3', 'compare_references', 'stage2_claims']
 
 # %% ../../nbs/22_tables2_3.ipynb #242dcba9
 def _reference(truth_dir, study):
@@ -198,6 +198,36 @@ def fig3(cache, pseudo_dir, truth_dir, studies: list, results, profile: Profile)
     fig.tight_layout(); p = Path(results) / "fig3_iterative.png"
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig); return p
+
+REFERENCE_SETTINGS = [  # (first reference, n_references, kind of references 2..n)
+    ("zeros", 1, "noise"), ("blur", 1, "noise"), ("mean", 1, "noise"), ("negatives", 1, "noise"),
+    ("zeros", 5, "noise"), ("zeros", 5, "negatives"), ("negatives", 5, "negatives")]
+
+def compare_references(cache, # `prepare` cache
+                       checkpoint, # stage-1 model.pt
+                       out_root, # one pseudo-label folder per setting is written below it
+                       studies: list, # validation studies (never the test set)
+                       truth_dir, # true masks folder or the cache (boxes)
+                       profile: Profile, # the run's profile; each setting overrides its teacher references
+                       settings=REFERENCE_SETTINGS,
+                       device: str | None = None,
+                      ) -> pd.DataFrame:
+    "Teacher pseudo-labels of `studies` with each reference setting, scored PE-level against `truth_dir`; best F1 first."
+    from labelup.core import get_profile
+    from labelup.evaluation import evaluate_dirs
+    from labelup.teacher import pseudo_label
+    rows = []
+    for ref, n, extra in settings:
+        pr = get_profile(profile, {"teacher.reference": ref, "teacher.n_references": n, "teacher.extra_references": extra})
+        d = Path(out_root) / (f"{ref}_x{n}" + (f"_{extra}" if n > 1 else ""))
+        recs = pseudo_label(cache, checkpoint, d, pr, studies=studies, device=device)
+        r = evaluate_dirs(d, truth_dir, studies=studies)
+        rows.append(dict(reference=ref, n_references=n, extra_references=extra if n > 1 else "", f1=100 * r["f1"],
+                         sensitivity=100 * r["sensitivity"], ppv=100 * r["ppv"], tp=r["tp"], fp=r["fp"], fn=r["fn"],
+                         seconds=round(sum(x.get("total_s", 0.0) for x in recs), 1)))
+    t = pd.DataFrame(rows)
+    t["_f1"] = t.f1.fillna(-1)
+    return t.sort_values(["_f1", "n_references", "seconds"], ascending=[False, True, True]).drop(columns="_f1").reset_index(drop=True)
 
 def stage2_claims(by_iter: dict, iterations: list) -> list[dict]:
     "The paper's stage-2 claims with whether they hold in this run."
