@@ -29,7 +29,8 @@ class PhantomParams:
     "Ranges the phantom draws from, per study (HU, mm, probabilities). Defaults follow published CTPA values."
     # geometry and body habitus
     fov_mm: tuple = (310.0, 355.0)         # in-plane field of view per study; pixel spacing = fov / columns
-    chest_mm: tuple = (228.0, 256.0)       # z extent covered by the slices (slice spacing = extent / slices)
+    chest_mm: tuple = (228.0, 256.0)       # z extent of the chest (diaphragm to apex, with margins)
+    coverage: tuple = (0.8, 1.0)           # share of it the slices cover (slice spacing = share x extent / slices)
     body_scale: tuple = (0.85, 1.12)       # size of torso, lungs, heart and mediastinum
     body_aspect: tuple = (0.88, 1.12)      # torso width / depth, relative to the average chest
     # vessel calibres (diameters) and shape
@@ -101,12 +102,13 @@ def _uid(*parts) -> str:
 
 class _Grid:
     "Voxel centres in phantom millimetres: x to the patient's left, y posterior, z up from slice 0."
-    def __init__(self, shape, ps, dz):
+    def __init__(self, shape, ps, dz, z0=0.0):
         self.shape, self.ps, self.dz = tuple(int(s) for s in shape), float(ps), float(dz)
         Z, Y, X = self.shape
         self.x = ((np.arange(X) - (X - 1) / 2) * ps).astype(np.float32)
         self.y = ((np.arange(Y) - (Y - 1) / 2) * ps).astype(np.float32)
-        self.z = (np.arange(Z) * dz).astype(np.float32)
+        self.z0 = float(z0)
+        self.z = (z0 + np.arange(Z) * dz).astype(np.float32)
     def box(self, lo, hi):
         "(z, y, x) slices of the voxels whose centres may lie in the mm box [lo, hi] (x, y, z order); None if empty."
         Z, Y, X = self.shape
@@ -114,7 +116,7 @@ class _Grid:
             a = max(0, int(np.floor((l - c0) / step))); b = min(n, int(np.ceil((h - c0) / step)) + 1)
             return slice(a, b) if b > a else None
         sx = rng(lo[0], hi[0], self.x[0], self.ps, X); sy = rng(lo[1], hi[1], self.y[0], self.ps, Y)
-        sz = rng(lo[2], hi[2], 0.0, self.dz, Z)
+        sz = rng(lo[2], hi[2], self.z0, self.dz, Z)
         return None if None in (sx, sy, sz) else (sz, sy, sx)
     def coords(self, sl):
         sz, sy, sx = sl
@@ -457,8 +459,9 @@ def phantom_study(seed: int = 0,               # dataset seed
     Z, Y, X = (int(v) for v in shape)
     if min(Z, Y, X) < 8: raise ValueError(f"shape {tuple(shape)}: every dimension must be at least 8")
     ps = rng.uniform(*P_.fov_mm) / X                   # square pixels over the study's field of view
-    Lz = rng.uniform(*P_.chest_mm); dz = Lz / Z         # the chest spans the Z slices
-    g = _Grid((Z, Y, X), ps, dz)
+    Lz = rng.uniform(*P_.chest_mm)                      # the chest's extent; the slices cover a share of it
+    cov = rng.uniform(*P_.coverage); dz = cov * Lz / Z  # (slice thickness varies with the share)
+    g = _Grid((Z, Y, X), ps, dz, z0=rng.uniform(0, (1 - cov) * Lz))
     s = rng.uniform(*P_.body_scale)                     # body habitus
     # per-study contrast regime and mimics
     bp = np.asarray(P_.bolus_p, float)
