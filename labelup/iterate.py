@@ -14,7 +14,7 @@ import torch
 from scipy import ndimage
 
 from .core import Profile
-from .explain import Explainer
+from .explain import Attribution, Explainer
 from .data import slab_indices
 
 # %% auto #0
@@ -84,10 +84,12 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
                   min_masked: int = 50, # stop when a round masks no more voxels than this
                   logits=None, # (N,) the slabs' logits if already known
                   keep_heat: bool = False, # also return each slab's max heatmap over iterations
+                  window_batch: int = 1, # fast teacher: slabs explained together in one IG call (1: each on its own)
                  ) -> list[SlabResult]:
     """Algorithm 1 on several slabs in lockstep: explain, cluster, mask, repeat while each slab stays positive.
-    Every slab is explained on its own (its own IG call); the fast teacher asks for the probabilities after masking
-    in one batched forward per iteration, the plain reference one slab at a time."""
+    The plain reference explains every slab on its own (its own IG call) and asks for the probabilities after
+    masking one slab at a time; the fast teacher asks for them in one batched forward per iteration and, with
+    `window_batch` > 1, explains up to that many slabs in one IG call (larger passes, for GPUs)."""
     reuse = explainer.fast
     X = X.detach().float().clone(); N = len(X)
     lg = (explainer.logit(X) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
@@ -97,9 +99,18 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
     more = lambda i: res[i].iterations < max_iterations and masked[i] > min_masked
     active = [i for i in range(N) if res[i].probs[-1] > clf_threshold and more(i)]
     while active:
+        need = [i for i in active if att[i] is None or changed[i] or not reuse]
+        if reuse and window_batch > 1 and len(need) > 1:
+            if explainer.amp and explainer.bf16_cosine is None:   # the study's bf16 decision, on one window as unbatched
+                att[need[0]] = explainer.attribute(X[need[0]][None], lg[need[0]:need[0] + 1]); need = need[1:]
+            for a in range(0, len(need), window_batch):
+                ch = need[a:a + window_batch]
+                A = explainer.attribute(X[ch], lg[ch])
+                for j, i in enumerate(ch): att[i] = Attribution(A.heat[j:j + 1], A.logit[j:j + 1], A.steps, A.delta)
+        else:
+            for i in need: att[i] = explainer.attribute(X[i][None], lg[i:i + 1])
         for i in active:
             r = res[i]; it = r.iterations + 1
-            if att[i] is None or changed[i] or not reuse: att[i] = explainer.attribute(X[i][None], lg[i:i + 1])
             heat = att[i].heat[0]
             seg = cluster_heatmap(heat, high, low, radius)
             masked[i] = int(seg.sum())
@@ -217,7 +228,8 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     step = gate_batch if explainer.fast else 1  # the fast teacher runs Algorithm 1 on a chunk of windows in lockstep
     for a in range(0, len(pos), step):
         zs = pos[a:a + step]
-        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), **algorithm1_args(profile), logits=logits[zs], keep_heat=keep_heat)
+        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), **algorithm1_args(profile), logits=logits[zs],
+                           keep_heat=keep_heat, window_batch=c.window_batch)
         for z, r in zip(zs, rs):
             if r.disc.any(): discs[z] = r.disc.numpy()
             if keep_heat and r.heat is not None: heats[z] = r.heat.numpy()

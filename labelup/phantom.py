@@ -58,8 +58,8 @@ class PhantomParams:
     clot_len_mm: tuple = (15.0, 60.0)      # clot length along the arteries
     clot_level_p: tuple = (0.08, 0.42, 0.40, 0.10)  # central, lobar, segmental, subsegmental
     clot_type_p: tuple = (0.35, 0.35, 0.30)  # central (polo mint), eccentric (mural), occlusive
-    min_host_px: float = 1.25              # clots lie in arteries at least this radius in pixels (2.5 px across)
-    min_clot_px: float = 1.25              # clot radius clamp in pixels (a clot the grid shows)
+    min_host_px: float = 2.0               # clots lie in arteries at least this radius in pixels (4 px across)
+    min_clot_px: float = 1.5               # clot radius clamp in pixels (3 px across: a clot the grid resolves)
     max_widen: float = 1.3                 # an artery may be distended locally up to this factor around a clot
     visible_hu: float = -100.0             # a PE voxel is >= half clot and, before noise, at least this HU (not lung)
     # mimics and artefacts
@@ -389,7 +389,8 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
     (`chronic_prob`) is hyperdense and lies flat against the wall: a thin crescent, never distending its artery."""
     P_ = params
     lv = np.array([_LEVELS.index(_level(sg)) for sg in arts])
-    ok = np.array([sg["r"] for sg in arts]) / ps >= P_.min_host_px  # a lumen wide enough to show a clot
+    rr = np.array([sg["r"] for sg in arts]) / ps                # radii in pixels
+    ok = rr >= min(P_.min_host_px, rr.max())                   # a lumen wide enough to show a clot (on a coarse grid: the widest)
     w = np.where(ok, np.array(P_.clot_level_p)[lv], 0.0)
     for l in range(4):                                         # the level's probability, not its segment count
         m = lv == l

@@ -160,6 +160,23 @@ def _bench_teacher_section(res: Path) -> list[str]:
               f"{'-' if pd.isna(r.dice_to_next) else f'{r.dice_to_next:.3f}'} |" for r in d.itertuples()]
     return L + [""]
 
+def _table_intro(res: Path, stem: str) -> list[str]:
+    "A sentence on what a table of ours (not the paper's) measured, read from its record."
+    if stem == "transfer" and (res / "transfer.json").exists():
+        t = json.loads((res / "transfer.json").read_text())
+        return [f"The phantom the networks were trained on never contains the `{t['holdout_regime']}` contrast regime; "
+                f"{t['transfer_studies']} studies drawn only from it (another seed) are scored here beside the test split. "
+                "Slice AUROC over all their slices; the teacher's PE-level F1, PPV and sensitivity on their positive studies, "
+                "against the boxes and against the phantom's true masks (percent).", ""]
+    if stem == "references" and (res / "references.csv").exists():
+        import pandas as pd
+        r = pd.read_csv(res / "references.csv").iloc[0]
+        best = f"{r.reference} x{int(r.n_references)}" + (f" + {r.extra_references}" if int(r.n_references) > 1 else "")
+        return [f"The teacher pseudo-labelled the first validation studies with each reference setting; rows are sorted by "
+                f"PE-level F1 against the phantom's true masks (the boxes, on real data), best first: here **{best}**. The "
+                "rest of the run uses the profile's `teacher.reference`.", ""]
+    return []
+
 def write_results_readme(out, profile: str) -> Path:
     "Write `out/results/README.md` from the tables, figures and claims found in `out/results`."
     res = RunLayout(out).results
@@ -185,7 +202,7 @@ def write_results_readme(out, profile: str) -> Path:
         L += [""]
     for stem, title in TABLES:
         md = res / f"{stem}.md"
-        L += [f"## {title}", ""]
+        L += [f"## {title}", ""] + _table_intro(res, stem)
         L += [md.read_text().strip() if md.exists() else "_not produced in this run_ (its notebook did not write it: see that notebook's output in `notebooks/`)", ""]
     figs, missing = sorted(res.glob("*.png")), _missing_figures(Path(out), res)
     if figs or missing:
