@@ -37,7 +37,7 @@ SECTIONS = [
     ("Stage 1: slice classifier", ["05_*", "06_*"]),
     ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "10_*"]),
     ("Stage 3: the segmentation student", ["11_*", "12_*", "13_*", "14_*"]),
-    ("Results: the paper's tables and figures", ["20_*", "21_*", "22_*", "23_*", "24_*", "28_*", "results/*"]),
+    ("Results: the paper's tables and figures", ["20_*", "21_*", "22_*", "22[a-z]_*", "23_*", "24_*", "28_*", "results/*"]),
     ("Benchmarks", ["25_*", "26_*", "27_*", "29_*"]),
     ("Command line and guides", ["99_*", "docs/*"]),
 ]
