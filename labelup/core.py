@@ -191,7 +191,8 @@ def _synthetic() -> Profile:
     return Profile(
         name="synthetic",
         # 128 x 128 over a 310-355 mm field of view (2.4-2.8 mm pixels) and 64 slices over 80-100% of a 228-256 mm
-        # chest (2.9-4.0 mm): lobar and segmental clots are resolvable, and the classifier sees that resolution.
+        # chest (2.9-4.0 mm); the classifier sees that resolution. Clots need 3 px (arteries 4 px) to be learnable
+        # there (04_phantom), so on this grid they lie in lobar and larger arteries, not segmental ones.
         # 400 studies: phantoms are cheap, and a classifier trained from scratch memorises a few dozen (train slice
         # AUROC 0.97, held-out 0.78 on 58 training studies of an earlier, finer-clot draw); 24 test, 24 validation.
         data=DataCfg(n_studies=400, phantom_shape=(64, 128, 128), image_size=128, test_fraction=0.06, val_fraction=0.06,
