@@ -185,17 +185,36 @@ class SliceBank:
         return torch.stack([torch.from_numpy(read_slab(self.vols[i], slab_indices(z, len(self.labels[i]), self.context)))
                             for i, z in iz]).float() / 255
 
-    def draw(self, rng: np.random.Generator, n: int, balanced: bool = True) -> np.ndarray:
-        "Rows (study, z) of a batch of `n`: balanced (positive with probability 1/2) or uniform over slices."
+    def heights(self, rows: np.ndarray, bins: int = 20) -> np.ndarray:
+        "Height bin of rows (study, z): the slice's index over its study's slice count, in `bins` bins."
+        nz = np.array([len(l) for l in self.labels])
+        return np.minimum((rows[:, 1] / nz[rows[:, 0]] * bins).astype(int), bins - 1)
+
+    def height_weights(self, bins: int = 20) -> np.ndarray:
+        "Sampling weights of the negative slices that give them the positive slices' distribution of height."
+        if getattr(self, "_hw", None) is None:
+            hp = np.bincount(self.heights(self.pos, bins), minlength=bins) / max(1, len(self.pos))
+            bn = self.heights(self.neg, bins); hn = np.bincount(bn, minlength=bins) / max(1, len(self.neg))
+            w = hp[bn] / np.maximum(hn[bn], 1e-12)
+            self._hw = w / w.sum() if w.sum() > 0 else np.full(len(bn), 1 / max(1, len(bn)))
+        return self._hw
+
+    def draw(self, rng: np.random.Generator, n: int, balanced: bool = True, height_matched: float = 0.0) -> np.ndarray:
+        """Rows (study, z) of a batch of `n`: balanced (positive with probability 1/2) or uniform over slices. With
+        `height_matched` > 0 that share of the balanced draw's negatives is drawn at the positives' heights."""
         if balanced and len(self.pos) and len(self.neg):
             is_pos = rng.random(n) < 0.5
-            return np.where(is_pos[:, None], self.pos[rng.integers(len(self.pos), size=n)],
-                            self.neg[rng.integers(len(self.neg), size=n)])
+            neg = self.neg[rng.integers(len(self.neg), size=n)]
+            if height_matched > 0:
+                hm = rng.random(n) < height_matched
+                neg = np.where(hm[:, None], self.neg[rng.choice(len(self.neg), size=n, p=self.height_weights())], neg)
+            return np.where(is_pos[:, None], self.pos[rng.integers(len(self.pos), size=n)], neg)
         return self.index[rng.integers(len(self.index), size=n)]
 
-    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None):
+    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None,
+               height_matched: float = 0.0):
         "A batch of windows and labels: the global draw of `n` rows, of which part `(rank, world_size)` is read."
-        iz = self.draw(rng, n, balanced)[batch_part(n, part)]
+        iz = self.draw(rng, n, balanced, height_matched)[batch_part(n, part)]
         y = torch.tensor([self.labels[i][z] for i, z in iz], dtype=torch.float32)
         return self.windows(iz), y
 
@@ -226,7 +245,8 @@ def fit_classifier(bank: SliceBank,        # training slices
     rank_batch_size(c.batch_size, info.world_size)   # batch_size is the global batch; it must split over the ranks
     part = (info.rank, info.world_size)
     def batch_fn(step, rng):   # the global draw is shared, this rank reads and augments its part
-        x, y = bank.sample(shared_rng(profile.data.seed, step), c.batch_size, balanced=c.balanced, part=part)
+        x, y = bank.sample(shared_rng(profile.data.seed, step), c.batch_size, balanced=c.balanced, part=part,
+                           height_matched=c.height_matched)
         return aug(x, y, rng)
     def loss_fn(m, batch):
         x, y = batch

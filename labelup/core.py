@@ -62,6 +62,7 @@ class ClassifierCfg:
     cutout_size: int = 40            # paper px (at 512), scaled with image_size
     cutout_max_size: int = 200       # paper px
     balanced: bool = True            # balanced positive/negative slice sampling
+    height_matched: float = 0.0      # share of a balanced batch's negatives drawn at the positives' heights (06)
     ckpt_every: int = field(default=50, metadata={"runtime": True})
     eval_every: int = field(default=0, metadata={"runtime": True})  # 0: only at the end
     amp: bool = True                 # used only on CUDA

@@ -24,9 +24,9 @@ def run(tmp_path_factory):
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     # the newcomer sees which notebook runs and how long each took
-    for i, nb in enumerate(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "26_bench_teacher", "23_tables4_5",
-                            "24_table6"], 1):
-        assert f"[{i}/7] {nb} (" in r.stdout and f"{nb}" in json.loads((out / "results" / "timings.json").read_text()), r.stdout
+    for i, nb in enumerate(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "26_bench_teacher",
+                            "23_tables4_5", "24_table6"], 1):
+        assert f"[{i}/8] {nb} (" in r.stdout and f"{nb}" in json.loads((out / "results" / "timings.json").read_text()), r.stdout
     assert "Kernel is running over TCP" not in r.stderr
     for nb in (out / "notebooks").glob("*.ipynb"):   # executed notebooks carry no absolute path of the run
         assert str(out) not in nb.read_text() and str(out.resolve()) not in nb.read_text(), nb.name
@@ -59,10 +59,14 @@ def test_every_table_and_figure(run):
     assert (res / "step_convergence.csv").stat().st_size > 0
     assert "Smoke numbers are noise" in readme and "synthetic CTPA phantom" in readme
     nbs = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
-    assert nbs == sorted(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "23_tables4_5", "24_table6", "26_bench_teacher"])
+    assert nbs == sorted(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "23_tables4_5", "24_table6",
+                          "26_bench_teacher"])
     tr = json.loads((res / "transfer.json").read_text())    # the transfer check ran on the held-out regime's studies
     assert tr["holdout_regime"] == "late" and [r["studies"] for r in tr["rows"]][1] == tr["transfer_studies"]
     assert "Transfer: the classifier and teacher" in readme and "| held-out late regime |" in readme
+    ev = json.loads((res / "evidence.json").read_text())    # the evidence check ran on the test split's positive windows
+    assert ev["windows"] == ev["positive_slices"] > 0 and 0 <= ev["share_drop_over"] <= 1   # every PE slice of the test split
+    assert "Evidence: does the classifier look at the clot?" in readme and "negatives matched to the positives' height" in readme
     refs = pd.read_csv(res / "references.csv")               # the IG references compared on validation studies
     assert set(refs.reference) >= {"zeros", "blur", "mean", "negatives"} and "IG references compared" in readme
     print(f"reproduce --profile smoke: {secs:.0f} s")
@@ -74,6 +78,6 @@ def test_rerun_reuses_stages(run):
     r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(out)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("done earlier, reused") == len(before) == 7, r.stdout   # one line per notebook, each reused
+    assert r.stdout.count("done earlier, reused") == len(before) == 8, r.stdout   # one line per notebook, each reused
     assert "Kernel is running over TCP" not in r.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").glob("*.ipynb")} == before  # nothing re-executed

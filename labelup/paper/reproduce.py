@@ -20,6 +20,7 @@ RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
     ("21_table1", "Table I, ROC curve"),
     ("22_tables2_3", "Tables II and III, Figs. 3, 5 and 6"),
     ("22a_transfer", "the transfer check: scores on a held-out contrast regime"),
+    ("22b_evidence", "the evidence check: does the classifier look at the clot?"),
     ("26_bench_teacher", "the teacher benchmark on this run's classifier"),
     ("23_tables4_5", "Tables IV and V, qualitative figures"),
     ("24_table6", "Table VI"),
@@ -94,11 +95,13 @@ TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterati
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
           ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning"),
           ("references", "IG references compared on validation studies (the teacher's choice)"),
-          ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training")]
+          ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training"),
+          ("evidence", "Evidence: does the classifier look at the clot?")]
 
 FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
            ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),
-           ("fig_student_detections", "the student's detections", "23_tables4_5"), ("table6_finetune", "Table VI's figure", "24_table6")]
+           ("fig_student_detections", "the student's detections", "23_tables4_5"), ("table6_finetune", "Table VI's figure", "24_table6"),
+           ("evidence", "the occlusion maps", "22b_evidence")]
 
 def _said(out: Path, notebook: str, label: str) -> str | None:
     "The line the executed `notebook` printed about `label` (e.g. why Fig. 3 is missing), if it printed one."
@@ -168,6 +171,11 @@ def _table_intro(res: Path, stem: str) -> list[str]:
                 f"{t['transfer_studies']} studies drawn only from it (another seed) are scored here beside the test split. "
                 "Slice AUROC over all their slices; the teacher's PE-level F1, PPV and sensitivity on their positive studies, "
                 "against the boxes and against the phantom's true masks (percent).", ""]
+    if stem == "evidence" and (res / "evidence.json").exists():
+        return ["Two checks that the slice AUROC comes from the clot (`22b_evidence`): the AUROC with the negative slices "
+                "weighted to the positives' heights in the chest (a classifier that knows only the height scores 50), and "
+                "the classifier's logit on the PE-positive test windows before and after their clots are painted over "
+                "with the vessel around them (a grey-level closing, only where the true mask says clot).", ""]
     if stem == "references" and (res / "references.csv").exists():
         import pandas as pd
         r = pd.read_csv(res / "references.csv").iloc[0]
