@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import Profile, atomic_path, load_volume, md_table, write_json_atomic, write_text_atomic
+from ..core import Profile, load_volume, md_table, write_json_atomic, write_text_atomic
 from ..classifier import make_slabs, preprocess_volume
 from ..data import load_study, slab_indices
 
