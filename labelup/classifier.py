@@ -199,22 +199,39 @@ class SliceBank:
             self._hw = w / w.sum() if w.sum() > 0 else np.full(len(bn), 1 / max(1, len(bn)))
         return self._hw
 
-    def draw(self, rng: np.random.Generator, n: int, balanced: bool = True, height_matched: float = 0.0) -> np.ndarray:
-        """Rows (study, z) of a batch of `n`: balanced (positive with probability 1/2) or uniform over slices. With
-        `height_matched` > 0 that share of the balanced draw's negatives is drawn at the positives' heights."""
+    def adjacent(self, slices: int = 12) -> np.ndarray:
+        """Negative rows (study, z) of PE-positive studies at most `slices` slices from one of their PE slices, but
+        whose window holds none (more than `context // 2` away)."""
+        if getattr(self, "_adj", (None,))[0] != slices:
+            near = np.zeros(len(self.neg), bool)
+            for i in np.unique(self.pos[:, 0]):
+                zp = self.pos[self.pos[:, 0] == i, 1]; k = np.nonzero(self.neg[:, 0] == i)[0]
+                d = np.abs(self.neg[k, 1][:, None] - zp[None, :]).min(1)
+                near[k] = (d > self.context // 2) & (d <= slices)
+            self._adj = (slices, self.neg[near])
+        return self._adj[1]
+
+    def draw(self, rng: np.random.Generator, n: int, balanced: bool = True, height_matched: float = 0.0,
+             adjacent: float = 0.0, adjacent_slices: int = 12) -> np.ndarray:
+        """Rows (study, z) of a batch of `n`: balanced (positive with probability 1/2) or uniform over slices. In a
+        balanced draw, a share `adjacent` of the negatives comes from PE-positive studies, at most `adjacent_slices`
+        from a PE slice (`adjacent`), and a share `height_matched` of the rest is drawn at the positives' heights."""
         if balanced and len(self.pos) and len(self.neg):
             is_pos = rng.random(n) < 0.5
             neg = self.neg[rng.integers(len(self.neg), size=n)]
             if height_matched > 0:
                 hm = rng.random(n) < height_matched
                 neg = np.where(hm[:, None], self.neg[rng.choice(len(self.neg), size=n, p=self.height_weights())], neg)
+            if adjacent > 0 and len(self.adjacent(adjacent_slices)):
+                a = self.adjacent(adjacent_slices); ad = rng.random(n) < adjacent
+                neg = np.where(ad[:, None], a[rng.integers(len(a), size=n)], neg)
             return np.where(is_pos[:, None], self.pos[rng.integers(len(self.pos), size=n)], neg)
         return self.index[rng.integers(len(self.index), size=n)]
 
-    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None,
-               height_matched: float = 0.0):
-        "A batch of windows and labels: the global draw of `n` rows, of which part `(rank, world_size)` is read."
-        iz = self.draw(rng, n, balanced, height_matched)[batch_part(n, part)]
+    def sample(self, rng: np.random.Generator, n: int, balanced: bool = True, part: tuple | None = None, **negatives):
+        """A batch of windows and labels: the global draw of `n` rows, of which part `(rank, world_size)` is read
+        (`negatives`: `height_matched`, `adjacent`, `adjacent_slices` of `draw`)."""
+        iz = self.draw(rng, n, balanced, **negatives)[batch_part(n, part)]
         y = torch.tensor([self.labels[i][z] for i, z in iz], dtype=torch.float32)
         return self.windows(iz), y
 
@@ -246,7 +263,7 @@ def fit_classifier(bank: SliceBank,        # training slices
     part = (info.rank, info.world_size)
     def batch_fn(step, rng):   # the global draw is shared, this rank reads and augments its part
         x, y = bank.sample(shared_rng(profile.data.seed, step), c.batch_size, balanced=c.balanced, part=part,
-                           height_matched=c.height_matched)
+                           height_matched=c.height_matched, adjacent=c.adjacent_negatives, adjacent_slices=c.adjacent_slices)
         return aug(x, y, rng)
     def loss_fn(m, batch):
         x, y = batch

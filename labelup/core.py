@@ -63,6 +63,8 @@ class ClassifierCfg:
     cutout_max_size: int = 200       # paper px
     balanced: bool = True            # balanced positive/negative slice sampling
     height_matched: float = 0.0      # share of a balanced batch's negatives drawn at the positives' heights (06)
+    adjacent_negatives: float = 0.0  # share of a balanced batch's negatives drawn next to a PE slice of a positive study (06)
+    adjacent_slices: int = 12        # how far from a PE slice such a negative may lie (slices; its window holds none)
     ckpt_every: int = field(default=50, metadata={"runtime": True})
     eval_every: int = field(default=0, metadata={"runtime": True})  # 0: only at the end
     amp: bool = True                 # used only on CUDA

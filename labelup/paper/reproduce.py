@@ -175,7 +175,9 @@ def _table_intro(res: Path, stem: str) -> list[str]:
         return ["Two checks that the slice AUROC comes from the clot (`22b_evidence`): the AUROC with the negative slices "
                 "weighted to the positives' heights in the chest (a classifier that knows only the height scores 50), and "
                 "the classifier's logit on the PE-positive test windows before and after their clots are painted over "
-                "with the vessel around them (a grey-level closing, only where the true mask says clot).", ""]
+                "with the vessel around them (a grey-level closing, only where the true mask says clot). The last row is a "
+                "ceiling the method never has: the same backbone trained with the true masks on patches centred on clots "
+                "against patches of clot-free artery, scored on the test split's patches (can the grid show the clot?).", ""]
     if stem == "references" and (res / "references.csv").exists():
         import pandas as pd
         r = pd.read_csv(res / "references.csv").iloc[0]
