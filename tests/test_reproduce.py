@@ -81,3 +81,19 @@ def test_rerun_reuses_stages(run):
     assert r.stdout.count("done earlier, reused") == len(before) == 8, r.stdout   # one line per notebook, each reused
     assert "Kernel is running over TCP" not in r.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").glob("*.ipynb")} == before  # nothing re-executed
+
+
+def test_evidence_on_real_data_layout(tmp_path):
+    "On an RSPECT-layout folder (no true masks) the evidence notebook reports the height-matched AUROC only."
+    from labelup._fixtures import toy_dataset
+    root = toy_dataset(tmp_path / "rspect", n_studies=6, positive_fraction=0.5)
+    out = tmp_path / "run"
+    r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--data", str(root), "--out", str(out),
+                        "--notebooks", "22b_evidence"],
+                       capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ev = json.loads((out / "results" / "evidence.json").read_text())
+    assert "height_matched_auroc" in ev and "windows" not in ev and "patch_auroc" not in ev, ev
+    nb = (out / "notebooks" / "22b_evidence.ipynb").read_text()
+    assert "on real data only the height-matched AUROC runs" in nb
+    assert not (out / "results" / "evidence.png").exists()

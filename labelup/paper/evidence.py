@@ -104,24 +104,27 @@ def occlusion_map(model: nn.Module,  # trained classifier (eval mode)
     return m / np.maximum(n, 1)
 
 def evidence_summary(scores: pd.DataFrame,   # slice scores of the test split
-                     reliance: pd.DataFrame, # `clot_reliance` of its positive studies
+                     reliance: pd.DataFrame | None, # `clot_reliance` of its positive studies (None: real data)
                      drop: float = 1.0,      # a logit fall that counts as "the classifier used the clot"
                     ) -> dict:
     "Plain and height-matched AUROC, and how much the logit falls when the clots are painted over."
     from sklearn.metrics import roc_auc_score
+    out = dict(slices=len(scores), positive_slices=int(scores.label.sum()),
+               slice_auroc=float(roc_auc_score(scores.label, scores.prob)) if scores.label.nunique() == 2 else float("nan"),
+               height_matched_auroc=height_matched_auroc(scores))
+    if reliance is None: return out    # real data: no true masks, no clot test
     d = reliance.logit - reliance.logit_painted
-    return dict(slices=len(scores), positive_slices=int(scores.label.sum()),
-                slice_auroc=float(roc_auc_score(scores.label, scores.prob)) if scores.label.nunique() == 2 else float("nan"),
-                height_matched_auroc=height_matched_auroc(scores), windows=len(reliance),
-                median_logit=float(reliance.logit.median()), median_logit_painted=float(reliance.logit_painted.median()),
+    return dict(out, windows=len(reliance), median_logit=float(reliance.logit.median()),
+                median_logit_painted=float(reliance.logit_painted.median()),
                 median_logit_drop=float(d.median()), share_drop_over=float((d > drop).mean()), drop=drop)
 
 def write_evidence(summary: dict, results, meta: dict) -> Path:
     "Write `evidence.md` and `evidence.json` into `results`."
     results = Path(results); results.mkdir(parents=True, exist_ok=True)
     s = summary; pct = lambda v: round(100 * v, 1)
-    t = pd.DataFrame([dict(check="slice AUROC (all test slices)", value=pct(s["slice_auroc"])),
-                      dict(check="slice AUROC, negatives matched to the positives' height", value=pct(s["height_matched_auroc"])),
+    rows = [dict(check="slice AUROC (all test slices)", value=pct(s["slice_auroc"])),
+            dict(check="slice AUROC, negatives matched to the positives' height", value=pct(s["height_matched_auroc"]))]
+    t = pd.DataFrame(rows if "windows" not in s else rows + [
                       dict(check="median logit of the PE-positive windows", value=round(s["median_logit"], 2)),
                       dict(check="the same with their clots painted over", value=round(s["median_logit_painted"], 2)),
                       dict(check=f"windows whose logit falls by more than {s['drop']:g} (%)", value=pct(s["share_drop_over"]))]
