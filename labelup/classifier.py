@@ -23,8 +23,8 @@ from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_b
 
 # %% auto #0
 __all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'Augment', 'focal_loss', 'slab_store_params',
-           'slab_store', 'SliceBank', 'class_balance', 'fit_classifier', 'save_classifier', 'load_classifier',
-           'classifier_settings', 'train_classifier', 'score_volume', 'score_study', 'score_studies',
+           'slab_store', 'height_weights', 'SliceBank', 'class_balance', 'fit_classifier', 'save_classifier',
+           'load_classifier', 'classifier_settings', 'train_classifier', 'score_volume', 'score_study', 'score_studies',
            'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
@@ -156,6 +156,15 @@ def slab_store(cache, studies: list, profile: Profile, workers: int = 1) -> dict
     return build_store(Path(cache) / "store" / name, studies, lambda s: _as_uint8(preprocess_volume(load_study(cache, s).image, profile)),
                        pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
 
+def height_weights(pos_bins: np.ndarray, # height bin of each positive slice
+                   neg_bins: np.ndarray, # height bin of each negative slice
+                   bins: int = 20,
+                  ) -> np.ndarray:
+    "A weight per negative slice that gives the negatives the positives' distribution of height bins."
+    hp = np.bincount(pos_bins, minlength=bins) / max(1, len(pos_bins))
+    hn = np.bincount(neg_bins, minlength=bins) / max(1, len(neg_bins))
+    return hp[neg_bins] / np.maximum(hn[neg_bins], 1e-12)
+
 class SliceBank:
     "Preprocessed training volumes (uint8, in memory or in the training store) and their slice labels, with batch sampling."
     def __init__(self, volumes: list, # preprocessed (Z, S, S) volumes: float in [0, 1], uint8, or StoredVolume
@@ -193,10 +202,8 @@ class SliceBank:
     def height_weights(self, bins: int = 20) -> np.ndarray:
         "Sampling weights of the negative slices that give them the positive slices' distribution of height."
         if getattr(self, "_hw", None) is None:
-            hp = np.bincount(self.heights(self.pos, bins), minlength=bins) / max(1, len(self.pos))
-            bn = self.heights(self.neg, bins); hn = np.bincount(bn, minlength=bins) / max(1, len(self.neg))
-            w = hp[bn] / np.maximum(hn[bn], 1e-12)
-            self._hw = w / w.sum() if w.sum() > 0 else np.full(len(bn), 1 / max(1, len(bn)))
+            w = height_weights(self.heights(self.pos, bins), self.heights(self.neg, bins), bins)
+            self._hw = w / w.sum() if w.sum() > 0 else np.full(len(w), 1 / max(1, len(w)))
         return self._hw
 
     def adjacent(self, slices: int = 12) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..core import Profile, load_volume, md_table, write_json_atomic, write_text_atomic
-from ..classifier import make_slabs, preprocess_volume
+from ..classifier import height_weights, make_slabs, preprocess_volume
 from ..data import load_study, slab_indices
 
 # %% auto #0
@@ -31,9 +31,7 @@ def height_matched_auroc(scores: pd.DataFrame, # StudyInstanceUID, z, label, pro
     if lab.min() == lab.max(): return float("nan")
     rel = scores["z"].to_numpy() / scores.groupby("StudyInstanceUID")["z"].transform("size").to_numpy()
     b = np.minimum((rel * bins).astype(int), bins - 1)
-    hp = np.bincount(b[lab == 1], minlength=bins) / (lab == 1).sum()
-    hn = np.bincount(b[lab == 0], minlength=bins) / (lab == 0).sum()
-    w = np.where(lab == 1, 1.0, hp[b] / np.maximum(hn[b], 1e-12))
+    w = np.ones(len(lab)); w[lab == 0] = height_weights(b[lab == 1], b[lab == 0], bins)
     return float(roc_auc_score(lab, scores["prob"].to_numpy(), sample_weight=w))
 
 # %% ../../nbs/22b_evidence.ipynb #cfc9af0d
