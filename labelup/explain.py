@@ -18,16 +18,26 @@ from captum.attr import IntegratedGradients, NoiseTunnel
 from .core import TeacherCfg, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'make_reference', 'make_references', 'cpu_supports_bf16', 'free_memory', 'activation_bytes',
-           'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
+__all__ = ['REFERENCE_KINDS', 'grey_closing', 'make_reference', 'make_references', 'cpu_supports_bf16', 'free_memory',
+           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
-REFERENCE_KINDS = ("zeros", "blur", "noise", "mean", "negatives")
+REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
+
+def grey_closing(x: torch.Tensor, # (..., H, W)
+                 size: int = 7,   # odd window of the max and min filters (pixels)
+                ) -> torch.Tensor:
+    "In-plane grey-level closing: dark structures narrower than `size` inside brighter ones are filled."
+    if size % 2 == 0: raise ValueError(f"closing size must be odd, got {size}")
+    sh = x.shape; y = x.reshape(-1, 1, *sh[-2:])
+    y = F.max_pool2d(y, size, 1, size // 2)
+    return (-F.max_pool2d(-y, size, 1, size // 2)).reshape(sh)
 
 def make_reference(x: torch.Tensor, # (B, 7, H, W) windows in [0, 1]
                    kind: str = "zeros", # one of REFERENCE_KINDS
                    generator: torch.Generator | None = None, # random source for `noise` and `negatives`
                    blur_sigma: float = 4.0, # in-plane Gaussian sigma (pixels) for `blur`
+                   closing_size: int = 7,   # closing window (pixels, odd) for `closing`
                    pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows, for `negatives`
                   ) -> torch.Tensor:
     "One IG reference of `x`'s shape."
@@ -38,6 +48,7 @@ def make_reference(x: torch.Tensor, # (B, 7, H, W) windows in [0, 1]
             raise ValueError(f"negative windows {tuple(pool.shape[1:])} do not match the input's {tuple(x.shape[1:])}")
         return pool[torch.randint(len(pool), (x.shape[0],), generator=generator)].to(x.device, x.dtype)
     if kind == "mean": return x.mean(dim=(1, 2, 3), keepdim=True).expand_as(x).clone()
+    if kind == "closing": return grey_closing(x, closing_size)
     if kind == "noise":
         return torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     if kind == "blur":

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from ..core import Profile, load_volume, md_table, write_json_atomic, write_text_atomic
 from ..classifier import height_weights, make_slabs, preprocess_volume
 from ..data import load_study, slab_indices
+from ..explain import grey_closing
 
 # %% auto #0
-__all__ = ['height_matched_auroc', 'grey_closing', 'paint_over', 'clot_reliance', 'occlusion_map', 'evidence_summary',
-           'write_evidence', 'clot_patches', 'clot_visibility']
+__all__ = ['height_matched_auroc', 'paint_over', 'clot_reliance', 'occlusion_map', 'evidence_summary', 'write_evidence',
+           'clot_patches', 'clot_visibility']
 
 # %% ../../nbs/22b_evidence.ipynb #e035d126
 def height_matched_auroc(scores: pd.DataFrame, # StudyInstanceUID, z, label, prob (as `score_studies` returns)
@@ -35,15 +36,6 @@ def height_matched_auroc(scores: pd.DataFrame, # StudyInstanceUID, z, label, pro
     return float(roc_auc_score(lab, scores["prob"].to_numpy(), sample_weight=w))
 
 # %% ../../nbs/22b_evidence.ipynb #cfc9af0d
-def grey_closing(x: torch.Tensor, # (..., H, W)
-                 size: int = 11,  # odd window of the max and min filters (pixels)
-                ) -> torch.Tensor:
-    "In-plane grey-level closing: dark structures narrower than `size` inside brighter ones are filled."
-    if size % 2 == 0: raise ValueError(f"closing size must be odd, got {size}")
-    sh = x.shape; y = x.reshape(-1, 1, *sh[-2:])
-    y = F.max_pool2d(y, size, 1, size // 2)
-    return (-F.max_pool2d(-y, size, 1, size // 2)).reshape(sh)
-
 def paint_over(x: torch.Tensor,    # (B, 7, H, W) windows
                clot: torch.Tensor, # (B, 7, H, W) bool: the clot voxels of each window
                size: int = 11,     # closing size (pixels)

@@ -200,7 +200,7 @@ def fig3(cache, pseudo_dir, truth_dir, studies: list, results, profile: Profile)
     plt.close(fig); return p
 
 REFERENCE_SETTINGS = [  # (first reference, n_references, kind of references 2..n)
-    ("zeros", 1, "noise"), ("blur", 1, "noise"), ("mean", 1, "noise"), ("negatives", 1, "noise"),
+    ("zeros", 1, "noise"), ("blur", 1, "noise"), ("closing", 1, "noise"), ("mean", 1, "noise"), ("negatives", 1, "noise"),
     ("zeros", 5, "noise"), ("zeros", 5, "negatives")]
 
 def compare_references(cache, # `prepare` cache
