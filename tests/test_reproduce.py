@@ -67,8 +67,10 @@ def test_every_table_and_figure(run):
     ev = json.loads((res / "evidence.json").read_text())    # the evidence check ran on the test split's positive windows
     assert ev["windows"] == ev["positive_slices"] > 0 and 0 <= ev["share_drop_over"] <= 1   # every PE slice of the test split
     assert "Evidence: does the classifier look at the clot?" in readme and "negatives matched to the positives' height" in readme
+    assert set(ev["ig_clot_share"]) == {"zeros", "blur", "closing", "mean"} and ev["ig_windows"] > 0   # IG's share on the clot
+    assert "positive IG attribution on the clot, reference closing" in readme
     refs = pd.read_csv(res / "references.csv")               # the IG references compared on validation studies
-    assert set(refs.reference) >= {"zeros", "blur", "mean", "negatives"} and "IG references compared" in readme
+    assert set(refs.reference) >= {"zeros", "blur", "closing", "mean", "negatives"} and "IG references compared" in readme
     print(f"reproduce --profile smoke: {secs:.0f} s")
 
 
@@ -93,7 +95,7 @@ def test_evidence_on_real_data_layout(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ev = json.loads((out / "results" / "evidence.json").read_text())
-    assert "height_matched_auroc" in ev and "windows" not in ev and "patch_auroc" not in ev, ev
+    assert "height_matched_auroc" in ev and "windows" not in ev and "patch_auroc" not in ev and "ig_clot_share" not in ev, ev
     nb = (out / "notebooks" / "22b_evidence.ipynb").read_text()
     assert "on real data only the height-matched AUROC runs" in nb
     assert not (out / "results" / "evidence.png").exists()

@@ -20,7 +20,7 @@ from ..explain import grey_closing
 
 # %% auto #0
 __all__ = ['height_matched_auroc', 'paint_over', 'clot_reliance', 'occlusion_map', 'evidence_summary', 'write_evidence',
-           'clot_patches', 'clot_visibility']
+           'clot_patches', 'clot_visibility', 'ig_clot_share']
 
 # %% ../../nbs/22b_evidence.ipynb #e035d126
 def height_matched_auroc(scores: pd.DataFrame, # StudyInstanceUID, z, label, prob (as `score_studies` returns)
@@ -119,7 +119,11 @@ def write_evidence(summary: dict, results, meta: dict) -> Path:
                       dict(check="the same with their clots painted over", value=round(s["median_logit_painted"], 2)),
                       dict(check=f"windows whose logit falls by more than {s['drop']:g} (%)", value=pct(s["share_drop_over"]))]
                      + ([dict(check="clot vs clot-free artery patches, strongly supervised (held-out AUROC)", value=pct(s["patch_auroc"]))]
-                        if "patch_auroc" in s else []))
+                        if "patch_auroc" in s else [])
+                     + [dict(check=f"positive IG attribution on the clot, reference {k} (%)", value=pct(v))
+                        for k, v in s.get("ig_clot_share", {}).items()]
+                     + ([dict(check="clot voxels in those windows (%)", value=pct(s["clot_voxel_share"]))]
+                        if "clot_voxel_share" in s else []))
     write_json_atomic(results / "evidence.json", dict(meta, **summary))
     write_text_atomic(results / "evidence.md", md_table(t))
     return results / "evidence.md"
@@ -171,3 +175,40 @@ def clot_visibility(train: tuple, test: tuple, # (X, y) of `clot_patches`
     m.eval()
     with torch.no_grad(): pt = torch.cat([m(Xt[k:k + 256]).reshape(-1) for k in range(0, len(Xt), 256)])
     return float(roc_auc_score(yt.numpy(), pt.numpy()))
+
+# %% ../../nbs/22b_evidence.ipynb #da4472f3
+def ig_clot_share(model: nn.Module,  # trained classifier
+                  cache,             # `prepare` cache
+                  masks_dir,         # true PE masks (`<study>.nii.gz`)
+                  studies: list,     # studies; only their slices with clot voxels are explained
+                  profile: Profile,  # preprocessing and IG settings (`teacher`)
+                  kinds: tuple = ("zeros", "blur", "closing", "mean"), # references compared (`labelup.explain.REFERENCE_KINDS`)
+                  per_study: int = 3, # windows explained per study
+                  device: str | None = None,
+                 ) -> pd.DataFrame:
+    "Per reference kind: mean share of the positive IG attribution on clot voxels, and the clot's share of the voxels."
+    from dataclasses import replace
+    from labelup.explain import Explainer
+    wins = []
+    for s in studies:
+        pe = load_volume(Path(masks_dir) / f"{s}.nii.gz")[0] > 0
+        zs = np.nonzero(pe.any((1, 2)))[0]
+        if len(zs) == 0: continue
+        vol = preprocess_volume(load_study(cache, s).image, profile)
+        if tuple(vol.shape[-2:]) != pe.shape[-2:]:
+            raise ValueError(f"study {s}: mask {pe.shape} does not match the classifier input {tuple(vol.shape)}")
+        zb = np.unique(zs[np.linspace(0, len(zs) - 1, min(per_study, len(zs))).round().astype(int)])
+        wins.append((make_slabs(vol, list(map(int, zb)), profile.data.context),
+                     torch.from_numpy(pe[slab_indices(zb, len(vol), profile.data.context)])))
+    n = sum(len(x) for x, _ in wins)
+    vox = float(np.mean([float(c[i].float().mean()) for _, c in wins for i in range(len(c))])) if n else float("nan")
+    rows = []
+    for kind in kinds:
+        ex = Explainer(model, replace(profile.teacher, reference=kind, n_references=1, nt_samples=0), device=device, fast=False)
+        sh = []
+        for x, clot in wins:
+            h = ex.attribute(x).heat
+            tot = h.sum((1, 2, 3)); on = (h * clot).sum((1, 2, 3))
+            sh += [float(a / b) for a, b in zip(on, tot) if b > 0]
+        rows.append(dict(reference=kind, windows=len(sh), clot_share=float(np.mean(sh)) if sh else float("nan"), clot_voxels=vox))
+    return pd.DataFrame(rows, columns=["reference", "windows", "clot_share", "clot_voxels"])

@@ -177,7 +177,9 @@ def _table_intro(res: Path, stem: str) -> list[str]:
                 "the classifier's logit on the PE-positive test windows before and after their clots are painted over "
                 "with the vessel around them (a grey-level closing, only where the true mask says clot). The last row is a "
                 "ceiling the method never has: the same backbone trained with the true masks on patches centred on clots "
-                "against patches of clot-free artery, scored on the test split's patches (can the grid show the clot?).", ""]
+                "against patches of clot-free artery, scored on the test split's patches (can the grid show the clot?). "
+                "Where the table has them, the IG rows give the mean share of the positive Integrated Gradients "
+                "attribution that lies on the clot, per reference, beside the clot's share of the windows' voxels.", ""]
     if stem == "references" and (res / "references.csv").exists():
         import pandas as pd
         r = pd.read_csv(res / "references.csv").iloc[0]
