@@ -91,6 +91,7 @@ class TeacherCfg:
     low_threshold: float = 0.2
     neighbourhood: tuple = (15, 15, 5)  # (H, W, slices) in paper px
     max_iterations: int = 10
+    mask_fill: str = "zeros"         # what Algorithm 1 writes over a found cluster: zeros (paper) or closing (08_iterate)
     min_masked_voxels: int = 50      # paper voxels at 512^2, scaled by area
     agg_sigma: float = 0.8           # Gaussian aggregation over neighbouring windows (slices)
     min_cluster_voxels: int = 100    # size filter, paper voxels at 512^2, scaled by area

@@ -14,13 +14,13 @@ import torch
 from scipy import ndimage
 
 from .core import Profile
-from .explain import Attribution, Explainer
+from .explain import Attribution, Explainer, grey_closing
 from .data import slab_indices
 
 # %% auto #0
-__all__ = ['neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs', 'iterate_slab',
-           'algorithm1_args', 'window_label_dice', 'aggregation_weights', 'aggregate_slabs', 'labels_at', 'TeachResult',
-           'teach_volume']
+__all__ = ['MASK_FILLS', 'neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs',
+           'iterate_slab', 'algorithm1_args', 'window_label_dice', 'aggregation_weights', 'aggregate_slabs',
+           'labels_at', 'TeachResult', 'teach_volume']
 
 # %% ../nbs/08_iterate.ipynb #26e7f760
 def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
@@ -74,6 +74,8 @@ class SlabResult:
     @property
     def iterations(self) -> int: return len(self.clusters)
 
+MASK_FILLS = ("zeros", "closing")
+
 def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
                   X: torch.Tensor, # (N, 7, H, W) slabs in [0, 1]
                   radius: tuple = (2, 7, 7), # seed neighbourhood half-widths (slices, rows, columns), in this grid's pixels
@@ -85,11 +87,13 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
                   logits=None, # (N,) the slabs' logits if already known
                   keep_heat: bool = False, # also return each slab's max heatmap over iterations
                   window_batch: int = 1, # fast teacher: slabs explained together in one IG call (1: each on its own)
+                  fill: str = "zeros", # what a found cluster is replaced with: zeros (the paper's) or closing (the lumen around it)
                  ) -> list[SlabResult]:
     """Algorithm 1 on several slabs in lockstep: explain, cluster, mask, repeat while each slab stays positive.
     The plain reference explains every slab on its own (its own IG call) and asks for the probabilities after
     masking one slab at a time; the fast teacher asks for them in one batched forward per iteration and, with
     `window_batch` > 1, explains up to that many slabs in one IG call (larger passes, for GPUs)."""
+    if fill not in MASK_FILLS: raise ValueError(f"unknown mask fill {fill!r}; choose one of {MASK_FILLS}")
     reuse = explainer.fast
     X = X.detach().float().clone(); N = len(X)
     lg = (explainer.logit(X) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
@@ -117,8 +121,9 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
             r.disc[seg & (r.disc == 0)] = it
             r.clusters.append(count_clusters(seg)); r.masked.append(masked[i]); r.steps.append(att[i].steps[0] if att[i].steps else 0)
             if keep_heat: r.heat = torch.maximum(r.heat, heat)
-            changed[i] = bool((X[i][seg] != 0).any())
-            X[i][seg] = 0
+            new = grey_closing(X[i], 7)[seg] if fill == "closing" else torch.zeros_like(X[i][seg])
+            changed[i] = bool((X[i][seg] != new).any())
+            X[i][seg] = new
         cont = [i for i in active if more(i)]  # the loop goes on only if the classifier still fires: ask it
         todo = [i for i in cont if changed[i] or not reuse]
         if todo and reuse: lg[todo] = explainer.logit(X[todo])
@@ -141,7 +146,7 @@ def algorithm1_args(profile: Profile) -> dict:
     "The keyword arguments of `iterate_slabs` that a profile sets, in the profile's own pixels: its one entry into Algorithm 1."
     c = profile.teacher
     return dict(radius=neighbourhood_radius(profile), high=c.high_threshold, low=c.low_threshold, clf_threshold=c.clf_threshold,
-                max_iterations=c.max_iterations, min_masked=profile.vox2d(c.min_masked_voxels))
+                max_iterations=c.max_iterations, min_masked=profile.vox2d(c.min_masked_voxels), fill=c.mask_fill)
 
 def window_label_dice(profile: Profile): # the run's profile (thresholds, neighbourhood)
     "bf16's test for the teacher: f(a16, a32) = the lowest Dice, over the windows, of the Algorithm-1 masks the two maps give."
