@@ -207,8 +207,7 @@ def _synthetic() -> Profile:
         # 6000 iterations, negatives drawn at the positives' heights (all of them) and half of them next to a PE slice
         # of a positive study, cutout and MixUp off: the classifier then responds to the clot (the committed run's
         # 22b_evidence: with the clots painted over, 29% of the positive test windows lose > 1 logit; height-matched
-        # AUROC 91.2), where the paper's recipe at 2500 iterations learned the slice's height instead (painting the
-        # clots over changed nothing; height-matched AUROC 73.9, the run this one replaced).
+        # AUROC 91.2), where the paper's recipe at 2500 iterations had learned the slice's height instead (06_classifier).
         classifier=ClassifierCfg(backbone="resnet10t", iterations=6000, batch_size=16, warmup=150, ckpt_every=500,
                                  height_matched=1.0, adjacent_negatives=0.5, adjacent_slices=12,
                                  cutout_prob=0.0, mixup_prob=0.0),

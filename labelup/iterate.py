@@ -121,7 +121,7 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
             r.disc[seg & (r.disc == 0)] = it
             r.clusters.append(count_clusters(seg)); r.masked.append(masked[i]); r.steps.append(att[i].steps[0] if att[i].steps else 0)
             if keep_heat: r.heat = torch.maximum(r.heat, heat)
-            new = grey_closing(X[i], 7)[seg] if fill == "closing" else torch.zeros_like(X[i][seg])
+            new = grey_closing(X[i])[seg] if fill == "closing" else torch.zeros_like(X[i][seg])
             changed[i] = bool((X[i][seg] != new).any())
             X[i][seg] = new
         cont = [i for i in active if more(i)]  # the loop goes on only if the classifier still fires: ask it

@@ -47,6 +47,13 @@ def paint_over(x: torch.Tensor,    # (B, 7, H, W) windows
     return torch.where(m.reshape(clot.shape) > 0, grey_closing(x, size), x)
 
 # %% ../../nbs/22b_evidence.ipynb #1195abd7
+def _input_volume(cache, study: str, profile: Profile, mask: np.ndarray) -> torch.Tensor:
+    "The classifier's input volume of `study`, checked against the grid of its true `mask`."
+    vol = preprocess_volume(load_study(cache, study).image, profile)
+    if tuple(vol.shape[-2:]) != mask.shape[-2:]:
+        raise ValueError(f"study {study}: mask {mask.shape} does not match the classifier input {tuple(vol.shape)}")
+    return vol
+
 @torch.no_grad()
 def clot_reliance(model: nn.Module,  # trained classifier (eval mode)
                   cache,             # `prepare` cache
@@ -62,9 +69,7 @@ def clot_reliance(model: nn.Module,  # trained classifier (eval mode)
         pe = load_volume(Path(masks_dir) / f"{s}.nii.gz")[0] > 0
         zs = np.nonzero(pe.any((1, 2)))[0]
         if len(zs) == 0: continue
-        vol = preprocess_volume(load_study(cache, s).image, profile)
-        if tuple(vol.shape[-2:]) != pe.shape[-2:]:
-            raise ValueError(f"study {s}: mask {pe.shape} does not match the classifier input {tuple(vol.shape)}")
+        vol = _input_volume(cache, s, profile, pe)
         for k in range(0, len(zs), batch_size):
             zb = zs[k:k + batch_size]
             x = make_slabs(vol, list(map(int, zb)), profile.data.context)
@@ -143,9 +148,7 @@ def clot_patches(cache,            # `prepare` cache
     for s in studies:
         pe = load_volume(Path(data) / "masks" / f"{s}.nii.gz")[0] > 0
         art = load_volume(Path(data) / "vessels" / f"{s}.nii.gz")[0] == 1
-        vol = preprocess_volume(load_study(cache, s).image, profile)
-        if tuple(vol.shape[-2:]) != pe.shape[-2:]:
-            raise ValueError(f"study {s}: mask {pe.shape} does not match the classifier input {tuple(vol.shape)}")
+        vol = _input_volume(cache, s, profile, pe)
         v = F.pad(vol, (radius,) * 4)
         near = F.max_pool3d(torch.from_numpy(pe)[None, None].float(), (5, 2 * far + 1, 2 * far + 1), 1, (2, far, far))[0, 0].numpy() > 0
         for lab, m in ((1, pe), (0, art & ~near)):
@@ -194,14 +197,11 @@ def ig_clot_share(model: nn.Module,  # trained classifier
         pe = load_volume(Path(masks_dir) / f"{s}.nii.gz")[0] > 0
         zs = np.nonzero(pe.any((1, 2)))[0]
         if len(zs) == 0: continue
-        vol = preprocess_volume(load_study(cache, s).image, profile)
-        if tuple(vol.shape[-2:]) != pe.shape[-2:]:
-            raise ValueError(f"study {s}: mask {pe.shape} does not match the classifier input {tuple(vol.shape)}")
+        vol = _input_volume(cache, s, profile, pe)
         zb = np.unique(zs[np.linspace(0, len(zs) - 1, min(per_study, len(zs))).round().astype(int)])
         wins.append((make_slabs(vol, list(map(int, zb)), profile.data.context),
                      torch.from_numpy(pe[slab_indices(zb, len(vol), profile.data.context)])))
-    n = sum(len(x) for x, _ in wins)
-    vox = float(np.mean([float(c[i].float().mean()) for _, c in wins for i in range(len(c))])) if n else float("nan")
+    vox = float(torch.cat([c.float().mean((1, 2, 3)) for _, c in wins]).mean()) if wins else float("nan")
     rows = []
     for kind in kinds:
         ex = Explainer(model, replace(profile.teacher, reference=kind, n_references=1, nt_samples=0), device=device, fast=False)
