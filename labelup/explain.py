@@ -18,11 +18,13 @@ from captum.attr import IntegratedGradients, NoiseTunnel
 from .core import TeacherCfg, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'grey_closing', 'make_reference', 'make_references', 'cpu_supports_bf16', 'free_memory',
-           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
+__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'grey_closing', 'make_reference', 'make_references', 'cpu_supports_bf16',
+           'free_memory', 'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory',
+           'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
+CLOSING_SIZES = (7, 5, 9, 11, 13)  # closing window of the 1st, 2nd, ... `closing` reference (pixels): several clot widths
 
 def grey_closing(x: torch.Tensor, # (..., H, W)
                  size: int = 7,   # odd window of the max and min filters (pixels)
@@ -66,9 +68,10 @@ def make_references(x: torch.Tensor, # (B, 7, H, W)
                     seed: int = 0, # seed of the random references (same seed: same references)
                     pool: torch.Tensor | None = None, # negative windows, for `negatives`
                    ) -> list[torch.Tensor]:
-    "The list of references the teacher averages over."
+    "The list of references the teacher averages over; the i-th `closing` reference closes at `CLOSING_SIZES[i]`."
     g = torch.Generator().manual_seed(seed)
-    return [make_reference(x, first if i == 0 else extra, g, pool=pool) for i in range(n)]
+    return [make_reference(x, first if i == 0 else extra, g, pool=pool, closing_size=CLOSING_SIZES[i % len(CLOSING_SIZES)])
+            for i in range(n)]
 
 # %% ../nbs/07_explain.ipynb #3bf51a3b
 def cpu_supports_bf16() -> bool:
