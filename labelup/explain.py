@@ -24,10 +24,10 @@ __all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'grey_closing', 'make_reference',
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
-CLOSING_SIZES = (7, 5, 9, 11, 13)  # closing window of the 1st, 2nd, ... `closing` reference (pixels): several clot widths
+CLOSING_SIZES = (7, 5, 9, 11, 13)  # closing window (pixels) of the 1st, 2nd, ... `closing` reference, cycling; the first is the default
 
 def grey_closing(x: torch.Tensor, # (..., H, W)
-                 size: int = 7,   # odd window of the max and min filters (pixels)
+                 size: int = CLOSING_SIZES[0],   # odd window of the max and min filters (pixels)
                 ) -> torch.Tensor:
     "In-plane grey-level closing: dark structures narrower than `size` inside brighter ones are filled."
     if size % 2 == 0: raise ValueError(f"closing size must be odd, got {size}")
@@ -39,7 +39,7 @@ def make_reference(x: torch.Tensor, # (B, 7, H, W) windows in [0, 1]
                    kind: str = "zeros", # one of REFERENCE_KINDS
                    generator: torch.Generator | None = None, # random source for `noise` and `negatives`
                    blur_sigma: float = 4.0, # in-plane Gaussian sigma (pixels) for `blur`
-                   closing_size: int = 7,   # closing window (pixels, odd) for `closing`
+                   closing_size: int = CLOSING_SIZES[0],   # closing window (pixels, odd) for `closing`
                    pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows, for `negatives`
                   ) -> torch.Tensor:
     "One IG reference of `x`'s shape."
@@ -68,7 +68,7 @@ def make_references(x: torch.Tensor, # (B, 7, H, W)
                     seed: int = 0, # seed of the random references (same seed: same references)
                     pool: torch.Tensor | None = None, # negative windows, for `negatives`
                    ) -> list[torch.Tensor]:
-    "The list of references the teacher averages over; the i-th `closing` reference closes at `CLOSING_SIZES[i]`."
+    "The list of references the teacher averages over; the i-th `closing` reference closes at `CLOSING_SIZES[i]` (cycling)."
     g = torch.Generator().manual_seed(seed)
     return [make_reference(x, first if i == 0 else extra, g, pool=pool, closing_size=CLOSING_SIZES[i % len(CLOSING_SIZES)])
             for i in range(n)]
