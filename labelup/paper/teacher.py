@@ -201,7 +201,7 @@ def fig3(cache, pseudo_dir, truth_dir, studies: list, results, profile: Profile)
 
 REFERENCE_SETTINGS = [  # (first reference, n_references, kind of references 2..n)
     ("zeros", 1, "noise"), ("blur", 1, "noise"), ("closing", 1, "noise"), ("mean", 1, "noise"), ("negatives", 1, "noise"),
-    ("zeros", 5, "noise"), ("zeros", 5, "negatives")]
+    ("zeros", 5, "noise"), ("zeros", 5, "negatives"), ("closing", 5, "closing")]
 
 def compare_references(cache, # `prepare` cache
                        checkpoint, # stage-1 model.pt
