@@ -211,17 +211,16 @@ def _synthetic() -> Profile:
         classifier=ClassifierCfg(backbone="resnet10t", iterations=6000, batch_size=16, warmup=150, ckpt_every=500,
                                  height_matched=1.0, adjacent_negatives=0.5, adjacent_slices=12,
                                  cutout_prob=0.0, mixup_prob=0.0),
-        # The teacher's operating point, chosen on the 17 positive validation studies against their boxes with this
-        # recipe's classifier (a one-off sweep of vote threshold, iterations, size filter and mask fill, 2026-12-03):
+        # The teacher's operating point, chosen in a one-off sweep on the 17 positive validation studies (against their
+        # boxes; vote threshold, iterations, size filter, mask fill) with an earlier classifier of this recipe:
         # - mask_fill `closing`: Algorithm 1 fills a found clot with the surrounding lumen, so the next iteration can
-        #   find the next clot; with the paper's zeros, no iteration after the first added a PE (the classifier never
-        #   saw blanked regions) and every study ran all 10 iterations.
-        # - agg_threshold 0.2 and min_cluster_voxels 640 (paper units) = 40 voxels of the 128 x 128 grid: with the
-        #   closing fill, validation F1 60.0, where the published 0.3 / 20 voxels / zeros scored 51.1.
+        #   find the next clot; the paper's zeros are what cutout writes, and this classifier trains without cutout
+        #   (08_iterate shows the difference on a scripted classifier).
+        # - agg_threshold 0.2 and min_cluster_voxels 640 (paper units) = 40 voxels of the 128 x 128 grid; 22_tables2_3
+        #   sweeps the size filter again on each run's validation studies.
         # - reference `closing` (the input with its clot-sized dark spots filled), and for the 5-reference rows the
-        #   closing ladder (explain.CLOSING_SIZES): 62.7 with 5 references on validation, where uniform-noise extras
-        #   scored below 1 reference in every earlier run. On the committed run's test studies the 5 closing references
-        #   still scored below 1 (Table II); 22_tables2_3 compares the settings again on each run's validation studies.
+        #   closing ladder (explain.CLOSING_SIZES) in place of uniform noise; 22_tables2_3 compares the references
+        #   again on each run's validation studies, and Table II compares 1 and 5 references on its test studies.
         teacher=TeacherCfg(ig_steps=16, min_cluster_voxels=640, reference="closing", extra_references="closing",
                            mask_fill="closing", agg_threshold=0.2),
         bench=BenchCfg(table4_studies=2, teacher_repeats=1, teacher_converged=4, reference_studies=3,
