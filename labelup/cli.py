@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse, contextlib, json, math, os, sys, time
 from pathlib import Path
 
-from .core import UsageError, add_profile_args, profile_from_args, checkpoint_profile, write_json_atomic
+from .core import UsageError, add_profile_args, get_profile, profile_from_args, checkpoint_profile, write_json_atomic
 
 # %% auto #0
 __all__ = ['COMMANDS', 'ALIASES', 'BENCHES', 'out_dir', 'out_file', 'cli_bench', 'main', 'run', 'cli_prepare', 'cli_phantom',
@@ -407,13 +407,16 @@ def cli_segment(argv: list[str]) -> int:
     ap.add_argument("--studies", nargs="+", default=None, help="with --cache: only these studies (default: all)")
     ap.add_argument("--out", required=True, type=out_dir, help="output folder")
     ap.add_argument("--probabilities", action="store_true", help="with --cache: also write <Study>_prob.nii.gz (float32)")
-    ap.add_argument("--filters", action="store_true", help="with --cache: apply the stage-2 size and distance filters")
+    ap.add_argument("--filters", action=argparse.BooleanOptionalAction, default=None,
+                    help="apply (--no-filters: do not apply) the stage-2 size and distance filters to the mask "
+                         "(default: the profile's student.filter_output)")
     ap.add_argument("--no-seg", action="store_true", help="with --input: do not write seg.dcm")
     add_profile_args(ap, default=None, example="student.threshold=0.4")  # default: the checkpoint's profile
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--force", action="store_true", help="redo predictions in OUT that another checkpoint wrote")
     a = ap.parse_args(argv)
     prof = profile_from_args(a, checkpoint_profile(a.checkpoint, "student"))
+    if a.filters is not None: prof = get_profile(prof, {"student.filter_output": a.filters})
     if a.input:
         from labelup.clinical import find_studies, segment_study, write_seg
         from labelup.core import atomic_path, file_hash, save_volume, write_json_atomic

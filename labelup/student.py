@@ -397,9 +397,10 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
 
 # %% ../nbs/11_student.ipynb #0b6f1517
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
-                   device: str | None = None, probabilities: bool = False, filters: bool = False,
+                   device: str | None = None, probabilities: bool = False, filters: bool | None = None,
                    record: dict | None = None) -> dict:
-    "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record."
+    "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record. `filters=None`: the profile's `student.filter_output`."
+    filters = profile.student.filter_output if filters is None else bool(filters)
     t0 = time.perf_counter()
     prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
     mask, n = postprocess(prob, profile.student.threshold, filter_params(profile, np.shape(image_hu)[1:]) if filters else None)
@@ -419,15 +420,17 @@ def segment_studies(cache,            # prepare cache
                     studies: list[str] | None = None, # default: every study of the cache
                     device: str | None = None,
                     probabilities: bool = False, # also write <Study>_prob.nii.gz
-                    filters: bool = False,       # apply the stage-2 size/distance filters
+                    filters: bool | None = None, # apply the stage-2 size/distance filters (None: the profile's `student.filter_output`)
                     on_study=None,               # callable(record, done, total) after each study (the CLI's progress bar)
                     force: bool = False,         # redo predictions that another checkpoint wrote
                    ) -> list[dict]:
-    """Segment prepared studies with the student; skips studies this checkpoint already segmented. Predictions in `out`
+    """Segment prepared studies with the student; skips studies this checkpoint already segmented with the same threshold
+    and filters. Predictions in `out`
     from another checkpoint raise `UsageError` (pass `force=True`, or another `out`). Returns one record per study."""
     model, prof = load_student(checkpoint, device)   # the network is the checkpoint's
     prof = profile or prof                              # inference settings: `profile` when given
     studies = list_studies(cache) if studies is None else list(studies)
+    filters = prof.student.filter_output if filters is None else bool(filters)
     h = file_hash(checkpoint)
     out = Path(out); recs = []; sweep_temporaries(out)
     for k, s in enumerate(studies):
@@ -436,6 +439,7 @@ def segment_studies(cache,            # prepare cache
             raise UsageError(f"{out}: holds predictions of another checkpoint ({rec.get('checkpoint')}, not {h} of "
                              f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
         done = (rec is not None and rec.get("checkpoint") == h and (out / f"{s}.nii.gz").exists()
+                and rec.get("filters", False) == filters and rec.get("threshold") == prof.student.threshold
                 and (not probabilities or (out / f"{s}_prob.nii.gz").exists()))
         if not done:
             img, aff = read_study(cache, s)

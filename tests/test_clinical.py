@@ -66,6 +66,12 @@ def test_segment_nifti_and_old_dicom_flag(toy, tmp_path):
     assert main(["segment", "--checkpoint", str(ck), "--input", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "o"),
                  "--device", "cpu", "--quiet"]) == 0
     assert {p.name for p in (tmp_path / "o" / "ct").iterdir()} == {"mask.nii.gz", "prob.nii.gz", "pes.csv", "qc.png", "record.json"}
+    assert json.loads((tmp_path / "o" / "ct" / "record.json").read_text())["filters"] is False   # the smoke profile's default
+    assert main(["segment", "--checkpoint", str(ck), "--input", str(tmp_path / "ct.nii.gz"), "--out", str(tmp_path / "of"),
+                 "--device", "cpu", "--quiet", "--filters"]) == 0                                # the stage-2 filters on request
+    assert json.loads((tmp_path / "of" / "ct" / "record.json").read_text())["filters"] is True
+    m, mf = (load_volume(tmp_path / d / "ct" / "mask.nii.gz")[0] for d in ("o", "of"))
+    assert not (mf.astype(bool) & ~m.astype(bool)).any()                                       # filtering only removes voxels
     series = next((data / "train" / names[0]).iterdir())
     assert main(["segment", "--checkpoint", str(ck), "--dicom", str(series), "--out", str(tmp_path / "d"), "--device", "cpu",
                  "--quiet", "--no-seg"]) == 0
