@@ -425,8 +425,7 @@ def segment_studies(cache,            # prepare cache
                     force: bool = False,         # redo predictions that another checkpoint wrote
                    ) -> list[dict]:
     """Segment prepared studies with the student; skips studies this checkpoint already segmented with the same threshold
-    and filters. Predictions in `out`
-    from another checkpoint raise `UsageError` (pass `force=True`, or another `out`). Returns one record per study."""
+    and filters. Predictions in `out` from another checkpoint raise `UsageError` (pass `force=True`, or another `out`). Returns one record per study."""
     model, prof = load_student(checkpoint, device)   # the network is the checkpoint's
     prof = profile or prof                              # inference settings: `profile` when given
     studies = list_studies(cache) if studies is None else list(studies)
