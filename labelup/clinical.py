@@ -16,8 +16,7 @@ from scipy import ndimage
 from .core import file_hash, get_logger, load_volume
 from .dicom import DicomSeriesError, lenient_dicom, read_series
 from .data import orientation_flips, reorient
-from .filter import filter_params
-from .student import load_student, postprocess, predict_probabilities, student_inference_args
+from .student import load_student, postprocess, predict_probabilities, student_inference_args, student_postprocess_args
 
 _log = get_logger("labelup.clinical")
 
@@ -150,12 +149,13 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     prof = profile or prof
     if prof is None: raise ValueError("segment_study: pass `profile` with `model`")
     prob = predict_probabilities(model, inp["image"], **student_inference_args(prof), device=device)
-    filters = prof.student.filter_output   # the stage-2 size/distance filters, as the profile says
-    mask, n = postprocess(prob, prof.student.threshold, filter_params(prof, prob.shape[1:]) if filters else None)
+    post = student_postprocess_args(prof, prob.shape[1:])   # threshold and the stage-2 filters, as the profile says
+    mask, n = postprocess(prob, **post)
     mask, aff = reorient(mask, inp["affine"], inp["flips"]); prob = reorient(prob, inp["affine"], inp["flips"])[0]
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
-               voxels=int(mask.sum()), threshold=prof.student.threshold, filters=filters, seconds=round(time.perf_counter() - t0, 3),
+               voxels=int(mask.sum()), threshold=post["threshold"],
+               filters=post["filter_sizes"] is not None, seconds=round(time.perf_counter() - t0, 3),
                checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
 

@@ -28,7 +28,7 @@ __all__ = ['dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_h
            'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
            'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
            'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
-           'segment_volume', 'segment_studies']
+           'student_postprocess_args', 'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -395,21 +395,29 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
     _, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     return mask, int(n)
 
+def student_postprocess_args(profile: Profile, # student.threshold, student.filter_output, the teacher's filter sizes
+                             shape_hw: tuple,  # (H, W) of the probability map's grid
+                             filters: bool | None = None, # None: the profile's `student.filter_output`
+                            ) -> dict:
+    "The keyword arguments of `postprocess` that a profile sets: the one place a profile meets the student's mask."
+    on = profile.student.filter_output if filters is None else bool(filters)
+    return dict(threshold=profile.student.threshold, filter_sizes=filter_params(profile, tuple(shape_hw)) if on else None)
+
 # %% ../nbs/11_student.ipynb #0b6f1517
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
                    device: str | None = None, probabilities: bool = False, filters: bool | None = None,
                    record: dict | None = None) -> dict:
-    "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record. `filters=None`: the profile's `student.filter_output`."
-    filters = profile.student.filter_output if filters is None else bool(filters)
+    "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record (filters: as `segment_studies`)."
     t0 = time.perf_counter()
     prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
-    mask, n = postprocess(prob, profile.student.threshold, filter_params(profile, np.shape(image_hu)[1:]) if filters else None)
+    post = student_postprocess_args(profile, np.shape(image_hu)[1:], filters)
+    mask, n = postprocess(prob, **post)
     secs = time.perf_counter() - t0
     out = Path(out)
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
     rec = dict(study=name, seconds=round(secs, 4), components=n, voxels=int(mask.sum()), shape=list(mask.shape),
-               threshold=profile.student.threshold, filters=bool(filters), **(record or {}))
+               threshold=post["threshold"], filters=post["filter_sizes"] is not None, **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec
 
@@ -424,8 +432,9 @@ def segment_studies(cache,            # prepare cache
                     on_study=None,               # callable(record, done, total) after each study (the CLI's progress bar)
                     force: bool = False,         # redo predictions that another checkpoint wrote
                    ) -> list[dict]:
-    """Segment prepared studies with the student; skips studies this checkpoint already segmented with the same threshold
-    and filters. Predictions in `out` from another checkpoint raise `UsageError` (pass `force=True`, or another `out`). Returns one record per study."""
+    """Segment prepared studies with the student; skips studies this checkpoint already segmented with the same
+    threshold and filters. Predictions in `out` from another checkpoint raise `UsageError` (pass `force=True`, or
+    another `out`). Returns one record per study."""
     model, prof = load_student(checkpoint, device)   # the network is the checkpoint's
     prof = profile or prof                              # inference settings: `profile` when given
     studies = list_studies(cache) if studies is None else list(studies)
