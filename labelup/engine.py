@@ -17,13 +17,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import UsageError, atomic_path, pick_device, sweep_temporaries
+from .core import UsageError, atomic_path, cpu_supports_bf16, pick_device, sweep_temporaries
 
 # %% auto #0
 __all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng', 'shared_rng',
            'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'rank_batch_size',
-           'step_batches', 'tensorboard_writer', 'train_loop']
+           'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'train_precision',
+           'rank_batch_size', 'step_batches', 'tensorboard_writer', 'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -184,6 +184,7 @@ class TrainConfig:
     ckpt_every: int = 50           # checkpoint period (iterations); the last iteration is always saved
     keep_ckpts: int = 2            # checkpoints kept on disk (older ones are deleted)
     amp: bool = True               # mixed precision (float16 autocast + GradScaler), used only on CUDA
+    amp_cpu: bool = False          # bfloat16 autocast on a CPU with native bf16 (`labelup.core.cpu_supports_bf16`); no scaler needed
     grad_clip: float = 0.0         # max gradient norm (0: off)
     log_every: int = 1             # CSV/progress-bar period (iterations)
     eval_every: int = 0            # call `eval_fn` every this many iterations (0: never during training)
@@ -239,6 +240,13 @@ def _gather_rng(info: DistInfo) -> list:
     return out
 
 # %% ../nbs/05_engine.ipynb #51aaa12f
+def train_precision(cfg: TrainConfig, # `amp` (CUDA float16) and `amp_cpu` (CPU bfloat16)
+                    device_type: str,  # "cuda" or "cpu"
+                   ) -> str:
+    "The precision `train_loop` runs its forward passes in on `device_type`: float16, bfloat16 or float32."
+    if device_type == "cuda": return "float16" if cfg.amp else "float32"
+    return "bfloat16" if cfg.amp_cpu and device_type == "cpu" and cpu_supports_bf16() else "float32"
+
 def rank_batch_size(batch_size: int, # the global batch: the profile's `batch_size`, summed over all processes
                     world_size: int, # processes (torchrun's WORLD_SIZE)
                    ) -> int:
@@ -304,8 +312,9 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_linear(s, cfg.warmup, cfg.iterations, cfg.lr, cfg.final_lr) / cfg.lr)
-    use_amp = bool(cfg.amp) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    precision = train_precision(cfg, dev.type)   # float16 (CUDA amp), bfloat16 (CPU amp_cpu) or float32
+    use_amp, amp_dtype = precision != "float32", (torch.bfloat16 if precision == "bfloat16" else torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "float16")
     step = 0
     last = latest_checkpoint(ckpt_dir) if resume else None
     if last is not None:
@@ -346,7 +355,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     while step < end:
         batch = to_device(next(batches), dev)
         lr = opt.param_groups[0]["lr"]
-        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+        with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
             res = loss_fn(net, batch)
         loss, metrics = (res if isinstance(res, tuple) else (res, {}))
         opt.zero_grad(set_to_none=True)

@@ -15,12 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
 
-from .core import TeacherCfg, pick_device
+from .core import TeacherCfg, cpu_supports_bf16, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'grey_closing', 'make_reference', 'make_references', 'cpu_supports_bf16',
-           'free_memory', 'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory',
-           'time_attribution']
+__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
+           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
@@ -74,13 +73,6 @@ def make_references(x: torch.Tensor, # (B, 7, H, W)
             for i in range(n)]
 
 # %% ../nbs/07_explain.ipynb #3bf51a3b
-def cpu_supports_bf16() -> bool:
-    "True when this CPU has native bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast pays."
-    try:
-        flags = open("/proc/cpuinfo").read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError: return False
-
 def free_memory(device: str) -> int:
     "Bytes available for new tensors on `device`: CUDA's free memory, or the host's MemAvailable."
     if torch.device(device).type == "cuda": return int(torch.cuda.mem_get_info(torch.device(device))[0])

@@ -26,6 +26,7 @@ def finetune_experiment(cache,          # prepare cache
                         wsl_pred=None,   # folder with the WSL student's predictions (default: OUT/pred_wsl)
                         device: str | None = None,
                         progress: bool = False,
+                        scratch: bool = True, # also train (and score) the from-scratch model; False: WSL baseline and fine-tuned only
                        ) -> dict:
     "Split, fine-tune, train from scratch, segment and score all three on the same evaluation studies."
     from labelup.student import segment_studies
@@ -37,8 +38,9 @@ def finetune_experiment(cache,          # prepare cache
     write_json_atomic(out / "split.json", {"fraction": profile.finetune.fraction, **split})
     labels = annotation_labels(cache, ft, out / "labels", annotations, masks_dir)
     models = {"WSL baseline": Path(checkpoint),
-              "WSL fine-tuned": finetune(cache, checkpoint, labels, out / "finetuned", profile, ft, device, progress),
-              "From scratch (He init)": train_from_scratch(cache, labels, out / "scratch", profile, ft, checkpoint, device, progress)}
+              "WSL fine-tuned": finetune(cache, checkpoint, labels, out / "finetuned", profile, ft, device, progress)}
+    if scratch:
+        models["From scratch (He init)"] = train_from_scratch(cache, labels, out / "scratch", profile, ft, checkpoint, device, progress)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank trains (DDP), rank 0 alone segments and scores
         return {"profile": profile.name, "annotations": annotations, "truth": truth, "split": split, "rows": [],
                 "results": {}, "models": {k: str(v) for k, v in models.items()}}
