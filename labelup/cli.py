@@ -66,12 +66,19 @@ def _dispatch(table, argv, prog, prefix) -> int:
         print(f"{prog} {cmd}: error: {e}", file=sys.stderr); return 2
     except MemoryError as e:   # e.g. the teacher's IG, when one sample does not fit the device (labelup.explain.fit_ig_batch)
         print(f"{prog} {cmd}: error: {e or 'out of memory'}", file=sys.stderr); return 1
+    except OSError as e:       # a file system that refuses a write (a full disk, a read-only or special folder)
+        from labelup.core import short_name
+        print(f"{prog} {cmd}: error: {short_name(e.filename) + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr); return 2
 
 def _writable(p: Path) -> bool:
-    "Whether `p` can be created or written: the nearest existing folder on its path is writable."
+    "Whether `p` can be created or written: a file can really be created in the nearest existing folder on its path."
+    import tempfile
     q = p
     while not q.exists() and q != q.parent: q = q.parent
-    return q.is_dir() and os.access(q, os.W_OK | os.X_OK)
+    if not (q.is_dir() and os.access(q, os.W_OK | os.X_OK)): return False
+    try:   # os.access says yes to root under /proc and on read-only mounts: try it
+        with tempfile.TemporaryFile(dir=q): return True
+    except OSError: return False
 
 def out_dir(value: str) -> str:
     "An argparse type for output folders: checked before any work (not a file, and creatable or writable)."
@@ -370,27 +377,6 @@ def cli_train_student(argv: list[str]) -> int:
     cleanup_distributed()
     return 0
 
-def _write_qc(path, image, mask, title: str, k: int = 3):
-    "qc.png: the axial slices through the `k` largest PEs (or the middle slice), PE window, mask outlined in red."
-    import matplotlib; matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from scipy import ndimage
-    from labelup.core import atomic_path
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    sizes = ndimage.sum_labels(mask > 0, lab, range(1, n + 1)) if n else []
-    order = list(np.argsort(sizes)[::-1][:k] + 1)
-    zs = [int(np.argmax((lab == i).sum(axis=(1, 2)))) for i in order] or [image.shape[0] // 2]
-    fig, axs = plt.subplots(1, len(zs), figsize=(4 * len(zs), 4.3), squeeze=False)
-    for ax, z, i in zip(axs[0], zs, order or [None]):
-        ax.imshow(image[z], cmap="gray", vmin=100 - 350, vmax=100 + 350)   # PE window: centre 100, width 700 HU
-        if i is not None: ax.contour(lab[z] == i, levels=[0.5], colors="red", linewidths=1.2)
-        ax.set_title(f"PE {order.index(i) + 1}: slice {z} ({int(sizes[i - 1])} voxels)" if i is not None else f"no PE found (slice {z})")
-        ax.axis("off")
-    fig.suptitle(title); fig.tight_layout()
-    with atomic_path(path) as t: fig.savefig(t, dpi=100, format="png")
-    plt.close(fig)
-
 def cli_segment(argv: list[str]) -> int:
     "`labelup segment --checkpoint M (--cache C | --input PATH) --out DIR [--probabilities]`"
     import numpy as np
@@ -413,34 +399,17 @@ def cli_segment(argv: list[str]) -> int:
     ap.add_argument("--no-seg", action="store_true", help="with --input: do not write seg.dcm")
     add_profile_args(ap, default=None, example="student.threshold=0.4")  # default: the checkpoint's profile
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
-    ap.add_argument("--force", action="store_true", help="redo predictions in OUT that another checkpoint wrote")
+    ap.add_argument("--force", action="store_true", help="redo studies already in OUT (also those another checkpoint wrote)")
     a = ap.parse_args(argv)
     prof = profile_from_args(a, checkpoint_profile(a.checkpoint, "student"))
     if a.filters is not None: prof = get_profile(prof, {"student.filter_output": a.filters})
     if a.input:
-        from labelup.clinical import find_studies, segment_study, write_seg
-        from labelup.core import atomic_path, file_hash, save_volume, write_json_atomic
-        from labelup.data import reorient
-        from labelup.student import load_student
-        studies = find_studies(a.input, a.series)
-        model, _ = load_student(a.checkpoint, a.device)
-        h = file_hash(a.checkpoint)
-        with _progress("segment", a.quiet or len(studies) == 1) as bar:
-            for k, st in enumerate(studies, 1):
-                r = segment_study(st["source"], a.checkpoint, st["series_uid"], a.device, prof, model=model, checkpoint_hash=h)
-                d = Path(a.out) / st["name"]
-                save_volume(d / "mask.nii.gz", r["mask"], r["affine"], dtype=np.uint8)
-                save_volume(d / "prob.nii.gz", r["prob"], r["affine"], dtype=np.float32)
-                with atomic_path(d / "pes.csv") as t: r["pes"].to_csv(t, index=False)
-                inp = r["input"]
-                _write_qc(d / "qc.png", inp["image"], reorient(r["mask"], r["affine"], inp["flips"])[0],
-                          f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels")
-                if inp["kind"] == "dicom" and not a.no_seg:
-                    write_seg(r["mask"], inp["series_dir"], d / "seg.dcm", inp["series_uid"], inp["sop_uids"], checkpoint_hash=h)
-                write_json_atomic(d / "record.json", r["record"])
-                if bar: bar(r["record"], k, len(studies))
-                print(f"{st['name']}: {len(r['pes'])} PE(s), {r['record']['voxels']} voxels, {r['record']['seconds']:.2f} s -> {d}")
-        return 0
+        from labelup.clinical import segment_inputs
+        with _progress("segment", a.quiet) as bar:
+            res = segment_inputs(a.input, a.checkpoint, a.out, prof, a.series, a.device, a.force, not a.no_seg, on_study=bar)
+        for r in res["written"]: print(f"{r['study']}: {r['components']} PE(s), {r['voxels']} voxels, {r['seconds']:.2f} s")
+        print(res["line"])
+        return 1 if res["errors"] else 0
     with _progress("segment", a.quiet) as bar:
         recs = segment_studies(a.cache, a.checkpoint, a.out, prof, a.studies, a.device, a.probabilities, a.filters,
                                on_study=bar, force=a.force)

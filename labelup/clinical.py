@@ -5,7 +5,7 @@ probabilities, a per-PE table and a DICOM Segmentation that PACS, OHIF and 3D Sl
 
 # %% ../nbs/13_clinical.ipynb #b3163256
 from __future__ import annotations
-import time
+import json, os, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -13,35 +13,46 @@ import pandas as pd
 import pydicom
 from scipy import ndimage
 
-from .core import file_hash, get_logger, load_volume
-from .dicom import DicomSeriesError, lenient_dicom, read_series
+from .core import (InputError, UsageError, atomic_path, file_hash, get_logger, inside, load_volume, safe_name, save_volume,
+                          short_name, sweep_temporaries, temporary_dir, write_json_atomic)
+from .dicom import DicomSeriesError, _sop_uid, lenient_dicom, read_series
 from .data import orientation_flips, reorient
 from .student import load_student, postprocess, predict_probabilities, student_inference_args, student_postprocess_args
 
 _log = get_logger("labelup.clinical")
 
 # %% auto #0
-__all__ = ['PE_COLUMNS', 'list_series', 'pick_series', 'find_studies', 'read_input', 'pe_table', 'segment_study', 'write_seg']
+__all__ = ['PE_COLUMNS', 'SEG_REQUIRED', 'SEGMENT_ERROR_COLUMNS', 'list_series', 'pick_series', 'find_studies', 'read_input',
+           'pe_table', 'segment_study', 'seg_sources', 'write_seg', 'write_study', 'segment_inputs']
 
 # %% ../nbs/13_clinical.ipynb #75b174ae
+_DICOMDIR = "1.2.840.10008.1.3.10"
+
 def list_series(folder, # a series folder, a study folder or any tree of DICOM files
                ) -> pd.DataFrame:
-    "One row per (folder, series) under `folder`: StudyInstanceUID, SeriesInstanceUID, Modality, slices, SeriesDescription, folder."
+    """One row per (folder, series) under `folder`: StudyInstanceUID, SeriesInstanceUID, Modality, slices, SeriesDescription,
+    folder. Files an anonymiser left without a SeriesInstanceUID form one series per folder (UID `""`), with a warning."""
     folder = Path(folder)
-    if not folder.is_dir(): raise DicomSeriesError(f"{folder.name}: not a folder")
-    rows = {}
-    tags = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription"]
+    if not folder.is_dir(): raise DicomSeriesError(f"{short_name(folder)}: not a folder")
+    rows, no_uid = {}, {}
+    tags = ["StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SOPClassUID"]
     with lenient_dicom():
         for f in sorted(p for p in folder.rglob("*") if p.is_file()):
             try: ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=tags)
             except Exception: continue
-            uid = str(ds.get("SeriesInstanceUID", ""))
-            if not uid: continue
+            meta = getattr(ds, "file_meta", None)
+            if meta is not None and str(meta.get("MediaStorageSOPClassUID", "")) == _DICOMDIR: continue
+            uid = str(ds.get("SeriesInstanceUID", "") or "").strip()
+            if not uid:
+                if not (ds.get("Modality") or ds.get("SOPClassUID") or (meta is not None and meta.get("MediaStorageSOPClassUID"))): continue
+                no_uid[f.parent] = no_uid.get(f.parent, 0) + 1
             k = (str(f.parent), uid)
-            r = rows.setdefault(k, dict(StudyInstanceUID=str(ds.get("StudyInstanceUID", "")), SeriesInstanceUID=uid,
+            r = rows.setdefault(k, dict(StudyInstanceUID=str(ds.get("StudyInstanceUID", "") or "").strip(), SeriesInstanceUID=uid,
                                         Modality=str(ds.get("Modality", "")), slices=0,
                                         SeriesDescription=str(ds.get("SeriesDescription", "")), folder=f.parent))
             r["slices"] += 1
+    for d, n in no_uid.items():
+        _log.warning(f"{short_name(d)}: {n} file(s) without a SeriesInstanceUID (anonymised?); taken as one series by folder")
     return pd.DataFrame(list(rows.values()), columns=["StudyInstanceUID", "SeriesInstanceUID", "Modality", "slices", "SeriesDescription", "folder"])
 
 def pick_series(folder,                 # a series folder or a study tree
@@ -62,15 +73,23 @@ def pick_series(folder,                 # a series folder or a study tree
     return Path(r.folder), str(r.SeriesInstanceUID)
 
 # %% ../nbs/13_clinical.ipynb #b489d719
+def _unique(names: list[str]) -> list[str]:
+    "Names made unique by `-2`, `-3` suffixes (two sources that clean to one folder name)."
+    seen, out = {}, []
+    for n in names:
+        k = seen[n] = seen.get(n, 0) + 1
+        out.append(n if k == 1 else f"{n}-{k}")
+    return out
+
 def find_studies(path,                    # a NIfTI file, a series folder, a study tree, or a folder of studies / NIfTI files
                  series_uid: str | None = None, # only this series
                 ) -> list[dict]:
-    "The studies under `path`: dicts with `name`, `source` (folder or file) and `series_uid` (None for NIfTI)."
+    "The studies under `path`: dicts with `name` (a safe folder name), `source` (folder or file) and `series_uid` (None for NIfTI)."
     path = Path(path)
     if path.is_file():
-        if not path.name.endswith((".nii", ".nii.gz")): raise ValueError(f"{path.name}: not a NIfTI file (.nii or .nii.gz) nor a folder")
-        return [dict(name=path.name.split(".nii")[0], source=path, series_uid=None)]
-    if not path.is_dir(): raise FileNotFoundError(f"{path.name}: no such file or folder")
+        if not path.name.endswith((".nii", ".nii.gz")): raise UsageError(f"{short_name(path)}: not a NIfTI file (.nii or .nii.gz) nor a folder")
+        return [dict(name=safe_name(path.name.split(".nii")[0]), source=path, series_uid=None)]
+    if not path.is_dir(): raise UsageError(f"{short_name(path)}: no such file or folder")
     s = list_series(path)
     if len(s):
         if series_uid is not None:
@@ -78,34 +97,39 @@ def find_studies(path,                    # a NIfTI file, a series folder, a stu
             if not len(s): raise DicomSeriesError(f"{path.name}: no series {series_uid}")
         else: s = s[s.Modality == "CT"]
         out = []
-        for study, g in s.groupby("StudyInstanceUID", sort=True):
+        key = s.StudyInstanceUID.where(s.StudyInstanceUID != "", "folder:" + s.folder.astype(str))
+        for study, g in s.groupby(key, sort=True):
             r = g.sort_values(["slices", "SeriesInstanceUID"], ascending=[False, True]).iloc[0]
-            out.append(dict(name=str(study) or Path(r.folder).name, source=Path(r.folder), series_uid=str(r.SeriesInstanceUID)))
+            out.append(dict(name=safe_name(r.StudyInstanceUID or Path(r.folder).name), source=Path(r.folder),
+                            series_uid=str(r.SeriesInstanceUID)))
         if not out: raise DicomSeriesError(f"{path.name}: no CT series (found modalities {sorted(set(list_series(path).Modality))})")
+        for d, n in zip(out, _unique([d["name"] for d in out])): d["name"] = n
         return out
     nii = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
-    if not nii: raise FileNotFoundError(f"{path.name}: neither DICOM nor NIfTI files in it")
-    return [dict(name=p.name.split(".nii")[0], source=p, series_uid=None) for p in nii]
+    if not nii: raise UsageError(f"{short_name(path)}: neither DICOM nor NIfTI files in it")
+    names = _unique([safe_name(p.name.split(".nii")[0]) for p in nii])
+    return [dict(name=n, source=p, series_uid=None) for n, p in zip(names, nii)]
 
 # %% ../nbs/13_clinical.ipynb #d86a93d7
 def read_input(source,                 # a DICOM series folder, a study tree, or a .nii / .nii.gz file
                series_uid: str | None = None, # with a study tree: this series
+               relative_to=None,       # name files in messages relative to this folder (default: the source's parent)
               ) -> dict:
     "HU vol[z, y, x] in the canonical orientation, its affine, the flips back to the source, and where it came from."
     source = Path(source)
     if source.is_file() and source.name.endswith((".nii", ".nii.gz")):
-        hu, aff = load_volume(source)
+        hu, aff = load_volume(source, finite=True)
         flips = orientation_flips(aff, source.name)
         hu, aff_c = reorient(np.clip(np.rint(hu), -1024, 3071).astype(np.int16), aff, flips)
         return dict(image=hu, affine=aff_c, flips=flips, source_affine=aff, kind="nifti", name=source.name.split(".nii")[0],
                     series_dir=None, series_uid=None)
-    if not source.exists(): raise FileNotFoundError(f"{source.name}: no such file or folder")
+    if not source.exists(): raise UsageError(f"{short_name(source)}: no such file or folder")
     folder, uid = pick_series(source, series_uid)
-    hu, geom = read_series(folder, series_uid=uid)
+    hu, geom = read_series(folder, series_uid=uid, relative_to=relative_to or source.parent)
     flips = orientation_flips(geom["affine"], folder.name)
     hu_c, aff_c = reorient(hu, geom["affine"], flips)
     return dict(image=hu_c, affine=aff_c, flips=flips, source_affine=np.asarray(geom["affine"]), kind="dicom",
-                name=geom.get("study_uid") or source.name, series_dir=folder, series_uid=uid, sop_uids=geom["sop_uids"])
+                name=safe_name(geom.get("study_uid") or folder.name), series_dir=folder, series_uid=uid, sop_uids=geom["sop_uids"])
 
 # %% ../nbs/13_clinical.ipynb #9b8c9aeb
 PE_COLUMNS = ["pe", "centroid_l_mm", "centroid_p_mm", "centroid_s_mm", "volume_ml", "first_slice", "last_slice",
@@ -140,10 +164,11 @@ def segment_study(source,                # a DICOM series folder, a study tree o
                   profile=None,          # inference settings (default: the checkpoint's profile)
                   model=None,            # an already loaded student (batches of studies load it once)
                   checkpoint_hash: str | None = None, # the checkpoint's hash if already known (batches hash it once)
+                  relative_to=None,      # name files in messages relative to this folder (default: the source's parent)
                  ) -> dict:
     "Segment one study for a clinician: mask, probabilities, affine (the source's grid), PE table and record; no files."
     t0 = time.perf_counter()
-    inp = read_input(source, series_uid)
+    inp = read_input(source, series_uid, relative_to)
     if model is None: model, prof = load_student(checkpoint, device)
     else: prof = None
     prof = profile or prof
@@ -160,6 +185,33 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
 
 # %% ../nbs/13_clinical.ipynb #fc47d324
+SEG_REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "FrameOfReferenceUID")
+
+def seg_sources(series_dir, # the source series folder
+                sop_uids: list, # its SOPInstanceUIDs in the mask's slice order ("" for a padded gap slice)
+               ) -> list:
+    """The source headers a SEG refers to, one per non-empty `sop_uids`; `InputError` saying why no SEG can be written
+    when a source cannot be referenced: a UID of `SEG_REQUIRED` empty (SOP UIDs fall back to the file meta)."""
+    by_sop = {}
+    with lenient_dicom():   # headers only: the SEG needs the sources' geometry and identity, not their pixels
+        for f in Path(series_dir).iterdir():
+            if not f.is_file(): continue
+            try: ds = pydicom.dcmread(f, stop_before_pixels=True)
+            except Exception: continue
+            meta = getattr(ds, "file_meta", None)
+            if not str(ds.get("SOPClassUID", "") or "").strip() and meta is not None and meta.get("MediaStorageSOPClassUID"):
+                ds.SOPClassUID = meta.MediaStorageSOPClassUID   # in memory only, as the file meta says
+            sop = _sop_uid(ds)
+            if sop: ds.SOPInstanceUID = sop; by_sop[sop] = ds
+    missing = [s for s in sop_uids if s and s not in by_sop]
+    if missing: raise InputError(f"{Path(series_dir).name}: no DICOM SEG: {len(missing)} source instance(s) not found in the folder")
+    src = [by_sop[s] for s in sop_uids if s]
+    for kw in SEG_REQUIRED:
+        n = sum(not str(ds.get(kw, "") or "").strip() for ds in src)
+        if n: raise InputError(f"{Path(series_dir).name}: no DICOM SEG: {kw} is empty in {n} of {len(src)} source file(s), "
+                               "so a SEG could not refer to its source")
+    return src
+
 def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the order read_series gives: along the slice normal)
               series_dir,            # the source series folder
               out,                   # the .dcm file to write
@@ -176,14 +228,12 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
     if sop_uids is None: sop_uids = read_series(series_dir, series_uid=series_uid)[1]["sop_uids"]
     mask = np.asarray(mask_zyx) != 0
     if mask.shape[0] != len(sop_uids): raise ValueError(f"mask has {mask.shape[0]} slices, the series {len(sop_uids)}")
-    by_sop = {}
-    with lenient_dicom():   # headers only: the SEG needs the sources' geometry and identity, not their pixels
-        for f in Path(series_dir).iterdir():
-            if not f.is_file(): continue
-            try: ds = pydicom.dcmread(f, stop_before_pixels=True)
-            except Exception: continue
-            by_sop[str(ds.get("SOPInstanceUID", ""))] = ds
-    src = [by_sop[s] for s in sop_uids]
+    src = seg_sources(series_dir, sop_uids)
+    keep = [k for k, s in enumerate(sop_uids) if s]   # padded gap slices (read_series(gaps="pad")) have no source
+    if len(keep) < len(sop_uids):
+        if mask[[k for k in range(len(sop_uids)) if k not in keep]].any():
+            _log.warning(f"{Path(series_dir).name}: mask voxels on padded gap slices are left out of the SEG")
+        mask = mask[keep]
     for ds in src:   # type-2 patient/study attributes that anonymised data often drop: present, empty (in memory only)
         for kw in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
                    "ReferringPhysicianName", "AccessionNumber"):
@@ -213,3 +263,95 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
         from labelup.core import atomic_path
         with atomic_path(out) as t: seg.save_as(t)
     return out
+
+# %% ../nbs/13_clinical.ipynb #a416071a
+def write_study(result: dict,    # what `segment_study` returns
+                folder,          # the study's output folder (replaced as a whole)
+                seg: bool = True, # write seg.dcm for DICOM input
+                checkpoint_hash: str = "", # identifies the model in the SEG
+               ) -> dict:
+    "Write one segmented study's files into `folder` at once (mask, prob, pes.csv, qc.png, seg.dcm, record.json); returns the record."
+    from labelup.viewer import qc_figure
+    import matplotlib.pyplot as plt
+    folder = Path(folder); tmp = temporary_dir(folder)
+    try:
+        save_volume(tmp / "mask.nii.gz", result["mask"], result["affine"], dtype=np.uint8)
+        save_volume(tmp / "prob.nii.gz", result["prob"], result["affine"], dtype=np.float32)
+        result["pes"].to_csv(tmp / "pes.csv", index=False)
+        inp, rec = result["input"], dict(result["record"])
+        fig = qc_figure(inp["image"], reorient(result["mask"], result["affine"], inp["flips"])[0],
+                        f"{rec['study']}: {len(result['pes'])} PE(s), {rec['voxels']} voxels")
+        fig.savefig(tmp / "qc.png", dpi=100, format="png"); plt.close(fig)
+        rec["seg"] = None
+        if inp["kind"] == "dicom" and seg:
+            try:
+                write_seg(result["mask"], inp["series_dir"], tmp / "seg.dcm", inp["series_uid"], inp["sop_uids"], checkpoint_hash=checkpoint_hash)
+                rec["seg"] = "seg.dcm"
+            except InputError as e:
+                rec["seg_skipped"] = str(e); _log.warning(f"{rec['study']}: {e}; the other outputs are written")
+        write_json_atomic(tmp / "record.json", rec)
+        if folder.is_dir() and not folder.is_symlink(): shutil.rmtree(folder)
+        elif folder.exists() or folder.is_symlink(): folder.unlink()
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    return rec
+
+# %% ../nbs/13_clinical.ipynb #f689101c
+SEGMENT_ERROR_COLUMNS = ["study", "source", "error"]
+
+def _relative(p: Path, root: Path) -> str:
+    try: return str(Path(p).relative_to(root)) or "."
+    except ValueError: return Path(p).name
+
+def segment_inputs(path,             # a NIfTI file, a series folder, a study tree, or a folder of studies / NIfTI files
+                   checkpoint,       # a student model.pt
+                   out,              # output folder: OUT/<study>/..., OUT/errors.csv
+                   profile=None,     # inference settings (default: the checkpoint's profile)
+                   series_uid: str | None = None, # only this series
+                   device: str | None = None,
+                   force: bool = False,  # redo studies already segmented, and replace another checkpoint's outputs
+                   seg: bool = True,     # write seg.dcm for DICOM input
+                   on_study=None,        # callable(record, done, total) after each study (the CLI's progress bar)
+                  ) -> dict:
+    """Segment every study under `path` into `OUT/<study>/` (see `write_study`); resumable; a study that fails is a logged
+    skip in `OUT/errors.csv`. Returns `studies`, `written`, `reused`, `skipped` (records), `errors` and the one-line `line`."""
+    root = Path(path); root_dir = root if root.is_dir() else root.parent
+    out = Path(out)
+    studies = find_studies(root, series_uid)
+    model, prof = load_student(checkpoint, device)
+    prof = profile or prof
+    h = file_hash(checkpoint)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise UsageError(f"{short_name(out)}: cannot create the output folder ({e.strerror})") from None
+    n_tmp = len(sweep_temporaries(out, recursive=False))
+    if n_tmp: _log.warning(f"removed {n_tmp} temporary folder(s) of an interrupted run from {short_name(out)}")
+    dirs = [inside(out, st["name"]) for st in studies]
+    if not force:
+        for st, d in zip(studies, dirs):
+            rec = json.loads((d / "record.json").read_text()) if (d / "record.json").is_file() else None
+            if rec is not None and rec.get("checkpoint") != h:
+                raise UsageError(f"{short_name(out)}: holds segmentations of another checkpoint ({rec.get('checkpoint')}, not {h} of "
+                                 f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
+    want = dict(threshold=prof.student.threshold, filters=bool(prof.student.filter_output))
+    written, reused, errors = [], [], []
+    for k, (st, d) in enumerate(zip(studies, dirs), 1):
+        rec = json.loads((d / "record.json").read_text()) if (d / "record.json").is_file() else None
+        if (not force and rec is not None and all(rec.get(a) == b for a, b in want.items())
+                and (rec.get("seg") is not None or not seg or rec.get("kind") != "dicom" or "seg_skipped" in rec)):
+            reused.append(rec)
+        else:
+            try:
+                r = segment_study(st["source"], checkpoint, st["series_uid"], device, prof, model=model, checkpoint_hash=h,
+                                  relative_to=root_dir)
+                r["record"]["study"] = st["name"]
+                rec = write_study(r, d, seg=seg, checkpoint_hash=h); written.append(rec)
+            except (InputError, MemoryError) as e:
+                msg = f"{type(e).__name__ if isinstance(e, MemoryError) else ''}{': ' if isinstance(e, MemoryError) else ''}{e}"
+                _log.error(f"study {st['name']} skipped: {msg}")
+                errors.append(dict(study=st["name"], source=_relative(st["source"], root_dir), error=msg)); rec = None
+        if on_study: on_study(rec, k, len(studies))
+    with atomic_path(out / "errors.csv") as t: pd.DataFrame(errors, columns=SEGMENT_ERROR_COLUMNS).to_csv(t, index=False)
+    line = (f"segment: {len(written) + len(reused)} of {len(studies)} studies in {short_name(out)} ({len(written)} segmented now, "
+            f"{len(reused)} already there); {len(errors)} skipped" + ("; see errors.csv" if errors else ""))
+    return dict(studies=len(studies), written=written, reused=reused, skipped=[e["study"] for e in errors], errors=errors, line=line)

@@ -6,22 +6,39 @@ seeding and device choice."""
 
 # %% ../nbs/00_core.ipynb #dbfd0164
 from __future__ import annotations
-import contextlib, hashlib, json, logging, os, random, re, shutil, socket, tempfile, time
+import contextlib, difflib, hashlib, json, logging, math, os, random, re, shutil, socket, tempfile, time
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['SLICE_AXIS', 'PROFILES', 'CHECKPOINT_KINDS', 'DATA_OUTCOME', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg',
-           'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_from_dict',
+__all__ = ['SLICE_AXIS', 'PROFILES', 'MAX_SLICE_SIDE', 'MAX_STUDY_VOXELS', 'CHECKPOINT_KINDS', 'DATA_OUTCOME', 'UsageError',
+           'InputError', 'short_name', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg',
+           'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_keys', 'profile_from_dict',
            'add_profile_args', 'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'writer_tag',
-           'temporary_dir', 'atomic_path', 'sweep_temporaries', 'write_text_atomic', 'write_json_atomic', 'save_volume',
-           'load_volume', 'hu_window', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'file_hash', 'get_logger',
-           'UsageError', 'checkpoint_kind', 'read_checkpoint', 'claim_output', 'checkpoint_profile']
+           'temporary_dir', 'atomic_path', 'sweep_temporaries', 'write_text_atomic', 'write_json_atomic',
+           'max_study_voxels', 'check_study_size', 'safe_name', 'inside', 'save_volume', 'volume_shape', 'load_volume',
+           'hu_window', 'seed_everything', 'pick_device', 'cpu_supports_bf16', 'file_hash', 'get_logger',
+           'checkpoint_kind', 'read_checkpoint', 'claim_output', 'checkpoint_profile']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
+
+# %% ../nbs/00_core.ipynb #d76b6e4b
+class UsageError(Exception):
+    "A mistake in what the user asked for (a missing or wrong file, a bad option): one line, exit status 2 on the CLI."
+
+class InputError(UsageError, ValueError):
+    "Input data labelup refuses (a broken or hostile file, a value outside what it accepts): one line naming the file or study."
+
+def short_name(path, # a file or folder named in a message
+              ) -> str:
+    "How messages name a path: as given when relative, relative to the working folder when below it, else its last two parts."
+    p = Path(path)
+    if not p.is_absolute(): return str(p)
+    try: return str(p.relative_to(Path.cwd()))
+    except ValueError: return str(Path(*p.parts[-2:])) if len(p.parts) > 2 else p.name
 
 # %% ../nbs/00_core.ipynb #17256044
 @dataclass
@@ -263,13 +280,41 @@ PROFILES = {"smoke": _smoke, "synthetic": _synthetic, "paper": _paper}
 
 # %% ../nbs/00_core.ipynb #8373cfd2
 def _coerce(old, value):
-    "Parse a string override to the type of the value it replaces."
+    "Parse a string override to the type of the value it replaces (ValueError when it is not one)."
     if not isinstance(value, str) or isinstance(old, str): return value
     if old is None:
         return None if value.lower() in ("none", "null", "") else value
-    if isinstance(old, bool): return value.lower() in ("1", "true", "yes", "on")
-    if isinstance(old, tuple): return tuple(type(old[0])(v) for v in value.strip("()[] ").split(",") if v.strip())
+    if isinstance(old, bool):
+        v = value.lower()
+        if v not in ("1", "true", "yes", "on", "0", "false", "no", "off"): raise ValueError("expected true or false")
+        return v in ("1", "true", "yes", "on")
+    if isinstance(old, tuple):
+        return tuple(type(old[0])(v) for v in value.strip("()[] ").split(",") if v.strip())
     return type(old)(value)
+
+# Which values each key accepts; what is not listed is a number >= 0 (ints, floats, tuple entries >= 1)
+_AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifier.iterations", "classifier.batch_size",
+                 "classifier.eval_batch_size", "teacher.ig_steps", "teacher.n_references", "teacher.max_iterations",
+                 "teacher.window_batch", "student.iterations", "student.batch_size", "student.sw_batch_size",
+                 "finetune.iterations", "finetune.scratch_iterations", "bench.teacher_repeats"}
+_ANY_NUMBER = {"data.window_center"}
+_ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
+
+def _value_problem(key: str, v) -> str | None:
+    "Why `v` is not a valid value of the dotted parameter `key` (None when it is)."
+    attr = key.partition(".")[2]
+    if isinstance(v, bool) or v is None or isinstance(v, str): return None
+    if isinstance(v, tuple):
+        return None if all(isinstance(x, (int, float)) and x >= 1 for x in v) else "every entry must be >= 1"
+    if not math.isfinite(v): return "must be a finite number"
+    if key in _ANY_NUMBER: return None
+    if key in _AT_LEAST_ONE: return None if v >= 1 else "must be >= 1"
+    if attr == "clf_threshold": return None if 0 <= v < 1 else "must lie in [0, 1)"   # 0: every slab is explained
+    if attr.endswith("threshold"): return None if 0 < v < 1 else "must lie strictly between 0 and 1"
+    if attr.endswith(("_prob", "fraction", "_cosine", "_dice", "focal_alpha", "height_matched", "adjacent_negatives")):
+        return None if 0 <= v <= 1 else "must lie between 0 and 1"
+    if attr in ("lr", "scratch_lr", "window_width"): return None if v > 0 else "must be > 0"
+    return None if v >= 0 else "must be >= 0"
 
 _SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
 _KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
@@ -296,9 +341,26 @@ def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthet
         section, _, attr = _canonical_key(key).partition(".")
         cfg = getattr(p, section, None)
         if not attr or not is_dataclass(cfg) or attr not in {f.name for f in fields(cfg)}:
-            raise KeyError(f"unknown profile parameter {key!r}")
-        setattr(p, section, replace(cfg, **{attr: _coerce(getattr(cfg, attr), value)}))
+            near = difflib.get_close_matches(_canonical_key(key), profile_keys(), n=3, cutoff=0.6)
+            raise UsageError(f"unknown profile parameter {key!r}" + (f"; did you mean {', '.join(near)}?" if near else
+                             "; parameters look like section.key (see `labelup.core.profile_keys()`)"))
+        old = getattr(cfg, attr)
+        try: new = _coerce(old, value)
+        except (TypeError, ValueError) as e:
+            kind = "tuple" if isinstance(old, tuple) else type(old).__name__
+            raise UsageError(f"{key}={value}: not a valid {kind} ({e})" if str(e) and "literal" not in str(e)
+                             else f"{key}={value}: not a valid {kind}") from None
+        if isinstance(old, tuple) and f"{section}.{attr}" not in _ANY_LENGTH and len(new) != len(old):
+            raise UsageError(f"{key}={value}: expected {len(old)} comma-separated numbers")
+        why = _value_problem(f"{section}.{attr}", new)
+        if why: raise UsageError(f"{key}={value}: {why}")
+        setattr(p, section, replace(cfg, **{attr: new}))
     return p
+
+def profile_keys() -> list[str]:
+    "Every `section.key` a profile has (what `--set` accepts)."
+    p = Profile()
+    return [f"{s.name}.{f.name}" for s in fields(p) if is_dataclass(getattr(p, s.name)) for f in fields(getattr(p, s.name))]
 
 def profile_from_dict(d: dict) -> Profile:
     "Rebuild a Profile saved with `Profile.to_dict` (e.g. from a checkpoint or a JSON record)."
@@ -454,6 +516,49 @@ def write_json_atomic(path, obj):
         raise TypeError(f"not JSON serialisable: {type(o)}")
     write_text_atomic(path, json.dumps(obj, indent=2, default=conv))
 
+# %% ../nbs/00_core.ipynb #edb765fa
+MAX_SLICE_SIDE = 4096    # rows or columns of one slice
+MAX_STUDY_VOXELS = 2**30 # voxels of one study (2 GiB as int16); the environment variable LABELUP_MAX_STUDY_VOXELS overrides it
+
+def max_study_voxels() -> int:
+    "The largest study labelup reads, in voxels: `LABELUP_MAX_STUDY_VOXELS` if set, else `MAX_STUDY_VOXELS`."
+    v = os.environ.get("LABELUP_MAX_STUDY_VOXELS", "")
+    try: return int(v) if v.strip() else MAX_STUDY_VOXELS
+    except ValueError: raise UsageError(f"LABELUP_MAX_STUDY_VOXELS={v!r} is not a whole number") from None
+
+def check_study_size(shape, # the (slices, rows, columns) a header promises
+                     name,  # the file or study, named in the error
+                    ):
+    "Raise `InputError` naming `name` when a volume of `shape` is larger than labelup reads (call before allocating)."
+    shape = tuple(int(s) for s in shape)
+    if any(s < 1 for s in shape): raise InputError(f"{name}: empty or negative size {shape}")
+    if any(s > MAX_SLICE_SIDE for s in shape[-2:]):
+        raise InputError(f"{name}: slices of {shape[-2]} x {shape[-1]} pixels; labelup reads at most {MAX_SLICE_SIDE} per side")
+    n = int(np.prod(shape, dtype=np.float64))
+    if n > max_study_voxels():
+        raise InputError(f"{name}: {n:,} voxels {shape}; labelup reads at most {max_study_voxels():,} "
+                         "(raise LABELUP_MAX_STUDY_VOXELS for a larger study)")
+
+# %% ../nbs/00_core.ipynb #0ec86779
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+def safe_name(name, # a name read from data: a UID, a study or file name
+             ) -> str:
+    "`name` as one harmless path component: unchanged when it is plain (letters, digits, `.`, `_`, `-`), else cleaned plus a hash."
+    s = str(name)
+    if _PLAIN.fullmatch(s) and not s.endswith("."): return s
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("._-")[:48]
+    return f"{clean or 'unnamed'}-{hashlib.sha256(s.encode('utf-8', 'surrogateescape')).hexdigest()[:10]}"
+
+def inside(root, # the output folder
+           *parts, # path components below it (each should come from `safe_name`)
+          ) -> Path:
+    "`root/parts...`, checked to lie below `root` once resolved (symlinks included); `InputError` otherwise."
+    root = Path(root); p = root.joinpath(*map(str, parts))
+    r, q = root.resolve(), p.resolve()
+    if q != r and r not in q.parents: raise InputError(f"{short_name(p)}: would be written outside {short_name(root)}")
+    return p
+
 # %% ../nbs/00_core.ipynb #0e106d87
 def save_volume(path, vol: np.ndarray, affine: np.ndarray, dtype=None):
     "Write `vol[z, y, x]` as NIfTI with a RAS `affine` (voxel (x, y, z) -> mm), atomically."
@@ -464,11 +569,32 @@ def save_volume(path, vol: np.ndarray, affine: np.ndarray, dtype=None):
     img.set_qform(img.affine, code=1); img.set_sform(img.affine, code=1)
     with atomic_path(path) as t: nib.save(img, str(t))
 
-def load_volume(path, dtype=None) -> tuple[np.ndarray, np.ndarray]:
-    "Read a NIfTI written by `save_volume`: returns `(vol[z, y, x], affine)`."
+def _nifti(path):
+    "(nibabel image, its 3D shape (x, y, z)), checked: readable, 3D (or 4D with one volume), within the study size limit."
     import nibabel as nib
-    img = nib.load(str(path))
-    arr = np.asanyarray(img.dataobj)
+    name = short_name(path)
+    try: img = nib.load(str(path)); shape = tuple(int(s) for s in img.shape)
+    except FileNotFoundError: raise InputError(f"{name}: no such file") from None
+    except Exception as e: raise InputError(f"{name}: not a readable NIfTI file ({type(e).__name__})") from None
+    if len(shape) == 4 and shape[3] == 1: shape = shape[:3]
+    if len(shape) != 3: raise InputError(f"{name}: expected a 3D volume, got shape {tuple(img.shape)}")
+    check_study_size(shape[::-1], name)
+    return img, shape
+
+def volume_shape(path) -> tuple:
+    "The `(z, y, x)` shape of a NIfTI volume from its header (nothing is decompressed); `InputError` as `load_volume`."
+    return _nifti(path)[1][::-1]
+
+def load_volume(path, dtype=None,
+                finite: bool = False, # also refuse NaN or infinite voxels (images: they would become 0, -1024 or 3071 HU)
+               ) -> tuple[np.ndarray, np.ndarray]:
+    "Read a 3D NIfTI as `(vol[z, y, x], affine)`; `InputError` naming the file when it is unreadable, not 3D, too large or (finite) not finite."
+    name = short_name(path)
+    img, shape = _nifti(path)
+    try: arr = np.asanyarray(img.dataobj).reshape(shape)
+    except Exception as e: raise InputError(f"{name}: not a readable NIfTI file ({type(e).__name__}: truncated or corrupt data)") from None
+    if finite and arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise InputError(f"{name}: {arr.size - int(np.count_nonzero(np.isfinite(arr)))} NaN or infinite voxels")
     if dtype is not None: arr = arr.astype(dtype)
     return np.ascontiguousarray(arr.transpose(2, 1, 0)), img.affine
 
@@ -514,9 +640,6 @@ def get_logger(name: str = "labelup") -> logging.Logger:
     return log
 
 # %% ../nbs/00_core.ipynb #1f506dec
-class UsageError(Exception):
-    "A mistake in what the user asked for (a missing or wrong file, a bad option): one line, exit status 2 on the CLI."
-
 CHECKPOINT_KINDS = ("classifier", "student", "training-state")
 
 def checkpoint_kind(ck: dict) -> str:

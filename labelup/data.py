@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, sweep_temporaries, temporary_dir, write_json_atomic
+from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, sweep_temporaries, temporary_dir, volume_shape, write_json_atomic
 from .dicom import GAPS, DicomSeriesError, _namer, read_series
 
 _log = get_logger("labelup.data")
@@ -497,7 +497,7 @@ def load_study(cache,        # prepare's output folder
     d = Path(cache) / study
     if not (d / "meta.json").is_file(): raise FileNotFoundError(f"study {study}: not prepared in {cache} (no meta.json)")
     meta = json.loads((d / "meta.json").read_text())
-    vol, aff = load_volume(d / "image.nii.gz", dtype=np.int16) if image else (None, np.asarray(meta["affine"]))
+    vol, aff = load_volume(d / "image.nii.gz", dtype=np.int16, finite=True) if image else (None, np.asarray(meta["affine"]))
     labels = pd.read_csv(d / "slices.csv").pe_present_on_image.to_numpy().astype(np.int8)
     boxes = load_volume(d / "boxes.nii.gz", dtype=np.uint8)[0] if (d / "boxes.nii.gz").is_file() and image else None
     return Study(study, vol, aff, labels, boxes, meta)
@@ -506,8 +506,7 @@ def study_shape(cache,      # prepare's output folder
                 study: str, # StudyInstanceUID
                ) -> tuple:
     "The (Z, Y, X) shape of a cached study, from its NIfTI header (nothing is decompressed)."
-    import nibabel as nib
-    return tuple(int(v) for v in nib.load(Path(cache) / study / "image.nii.gz").shape[::-1])
+    return volume_shape(Path(cache) / study / "image.nii.gz")
 
 def split_studies(cache,    # prepare's output folder
                   profile,  # Profile or profile name (uses data.test_fraction, val_fraction, split_seed)

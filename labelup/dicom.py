@@ -14,11 +14,12 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid)
 
-from .core import get_logger
+from .core import InputError, check_study_size, get_logger
 
 # %% auto #0
-__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'GAPS', 'JPEG_NEEDS_LIBJPEG', 'JPEG_EXTRA_HINT', 'geometry_affine',
-           'lenient_dicom', 'write_series', 'DicomSeriesError', 'read_series']
+__all__ = ['CT_IMAGE_STORAGE', 'HU_MIN', 'HU_MAX', 'HU_AIR', 'GAPS', 'RESCALE_SLOPE_RANGE', 'RESCALE_INTERCEPT_RANGE',
+           'JPEG_NEEDS_LIBJPEG', 'JPEG_EXTRA_HINT', 'geometry_affine', 'lenient_dicom', 'write_series',
+           'DicomSeriesError', 'read_series']
 
 # %% ../nbs/01_dicom.ipynb #ef7ef95b
 def geometry_affine(origin,       # LPS position (mm) of voxel (0, 0, 0): the IPP of the first slice
@@ -145,12 +146,14 @@ def write_series(hu_zyx: np.ndarray,       # HU volume vol[z, y, x]; slice z is 
     return paths
 
 # %% ../nbs/01_dicom.ipynb #683f7711
-class DicomSeriesError(ValueError):
+class DicomSeriesError(InputError):
     "A series folder that cannot be read into one consistent volume (the message names the file or folder)."
 
 _UNCOMPRESSED = {ExplicitVRLittleEndian, ImplicitVRLittleEndian, "1.2.840.10008.1.2.1.99"}
 _log = get_logger("labelup.dicom")
 GAPS = ("error", "pad")
+RESCALE_SLOPE_RANGE = (1e-3, 1e3)   # plausible |RescaleSlope| of a CT (scanners write 1; anything outside is refused)
+RESCALE_INTERCEPT_RANGE = (-65536.0, 65536.0)   # plausible RescaleIntercept (scanners write -1024, -1000, -8192, 0)
 
 def _namer(relative_to):
     "How messages name a path: relative to `relative_to` (e.g. the data root) when it lies below it, else as given."
@@ -200,9 +203,22 @@ def _header(ds, name: str) -> dict:
         raise DicomSeriesError(f"{name}: ImageOrientationPatient {iop.tolist()} does not hold two independent directions")
     if (ps <= 0).any(): raise DicomSeriesError(f"{name}: PixelSpacing {ps.tolist()} must be positive")
     if slope == 0: raise DicomSeriesError(f"{name}: RescaleSlope 0 (every pixel would read as the intercept)")
+    if not RESCALE_SLOPE_RANGE[0] <= abs(slope) <= RESCALE_SLOPE_RANGE[1]:
+        raise DicomSeriesError(f"{name}: RescaleSlope {slope:g} is outside the plausible range "
+                               f"{RESCALE_SLOPE_RANGE[0]:g}..{RESCALE_SLOPE_RANGE[1]:g} of a CT")
+    if not RESCALE_INTERCEPT_RANGE[0] <= inter <= RESCALE_INTERCEPT_RANGE[1]:
+        raise DicomSeriesError(f"{name}: RescaleIntercept {inter:g} is outside the plausible range "
+                               f"{RESCALE_INTERCEPT_RANGE[0]:g}..{RESCALE_INTERCEPT_RANGE[1]:g} of a CT")
     frames = _numbers(ds, "NumberOfFrames", 1, name, default=[1])[0]
     if frames != 1: raise DicomSeriesError(f"{name}: NumberOfFrames {frames:g}; one slice per file expected")
+    _check_pixel_header(ds, name)
     return dict(ipp=ipp, iop=iop, ps=ps, slope=slope, inter=inter)
+
+def _sop_uid(ds) -> str:
+    "SOPInstanceUID, or the file meta's MediaStorageSOPInstanceUID when an anonymiser emptied the dataset's."
+    v = str(ds.get("SOPInstanceUID", "") or "").strip()
+    meta = getattr(ds, "file_meta", None)
+    return v or (str(meta.get("MediaStorageSOPInstanceUID", "") or "").strip() if meta is not None else "")
 
 # %% ../nbs/01_dicom.ipynb #ee10cf38
 def _pixel_bytes(ds) -> int:
@@ -210,21 +226,35 @@ def _pixel_bytes(ds) -> int:
     n = int(ds.Rows) * int(ds.Columns) * int(getattr(ds, "SamplesPerPixel", 1) or 1)
     return (n * int(getattr(ds, "BitsAllocated", 16)) + 7) // 8
 
+def _transfer_syntax(ds) -> pydicom.uid.UID:
+    meta = getattr(ds, "file_meta", None)
+    return pydicom.uid.UID(str((meta.get("TransferSyntaxUID") if meta is not None else None) or ImplicitVRLittleEndian))
+
+def _check_pixel_header(ds, name: str) -> pydicom.uid.UID:
+    """What the header says of the pixels, checked before anything is allocated: one sample, 8/16/32 bits, at most
+    `MAX_SLICE_SIDE` per side, and (uncompressed) exactly the PixelData length it promises. Returns the transfer syntax."""
+    rows, cols = (int(_numbers(ds, t, 1, name)[0]) for t in ("Rows", "Columns"))
+    spp, bits_alloc = int(getattr(ds, "SamplesPerPixel", 1) or 1), int(getattr(ds, "BitsAllocated", 16) or 16)
+    if spp != 1: raise DicomSeriesError(f"{name}: SamplesPerPixel {spp}; a CT slice has one sample per pixel")
+    if bits_alloc not in (8, 16, 32): raise DicomSeriesError(f"{name}: BitsAllocated {bits_alloc}; expected 8, 16 or 32")
+    check_study_size((1, rows, cols), name)
+    if "PixelData" not in ds: raise DicomSeriesError(f"{name}: no PixelData")
+    ts = _transfer_syntax(ds)
+    if not ts.is_compressed:  # exact length: what the header promises, plus one pad byte when that is odd
+        raw, want = ds.PixelData, _pixel_bytes(ds)
+        what = f"{rows}x{cols} pixels, {spp} sample(s), {bits_alloc} bits allocated"
+        if len(raw) < want: raise DicomSeriesError(f"{name}: truncated pixel data ({len(raw)} bytes for {what}: {want} expected)")
+        if len(raw) > want + want % 2:
+            raise DicomSeriesError(f"{name}: PixelData is {len(raw)} bytes, {want} expected for {what} "
+                                   "(the header does not describe these pixels)")
+    return ts
+
 def _stored_pixels(ds, name: str) -> np.ndarray:
     "The stored (raw) pixel values of one slice, masked/sign-extended to BitsStored."
     rows, cols = int(ds.Rows), int(ds.Columns)
     signed = int(getattr(ds, "PixelRepresentation", 0)) == 1
     bits_alloc, bits = int(getattr(ds, "BitsAllocated", 16)), int(getattr(ds, "BitsStored", 16))
-    if "PixelData" not in ds: raise DicomSeriesError(f"{name}: no PixelData")
-    meta = getattr(ds, "file_meta", None)
-    ts = pydicom.uid.UID(str((meta.get("TransferSyntaxUID") if meta is not None else None) or ImplicitVRLittleEndian))
-    if not ts.is_compressed:  # exact length: what the header promises, plus one pad byte when that is odd
-        raw, want = ds.PixelData, _pixel_bytes(ds)
-        what = f"{rows}x{cols} pixels, {int(getattr(ds, 'SamplesPerPixel', 1) or 1)} sample(s), {bits_alloc} bits allocated"
-        if len(raw) < want: raise DicomSeriesError(f"{name}: truncated pixel data ({len(raw)} bytes for {what}: {want} expected)")
-        if len(raw) > want + want % 2:
-            raise DicomSeriesError(f"{name}: PixelData is {len(raw)} bytes, {want} expected for {what} "
-                                   "(the header does not describe these pixels)")
+    ts = _check_pixel_header(ds, name)
     if ts in _UNCOMPRESSED and bits_alloc == 16 and int(getattr(ds, "SamplesPerPixel", 1)) == 1:
         a = np.frombuffer(ds.PixelData, dtype="<i2" if signed else "<u2", count=rows * cols).reshape(rows, cols)
         if bits < 16:
@@ -376,6 +406,7 @@ def _read_series(folder: Path, threads: int, series_uid: str | None, gaps: str =
             warn.append(msg); _log.warning(msg)
     else:
         dz = float(items[0][1].get("SliceThickness", 1.0) or 1.0)
+    check_study_size((len(slots),) + shape0, name(folder))   # before the volume is allocated (gap padding included)
     vol = np.full((len(slots),) + shape0, HU_AIR, dtype=np.int16)
     def fill(k):
         i = slots[k]
@@ -386,7 +417,7 @@ def _read_series(folder: Path, threads: int, series_uid: str | None, gaps: str =
         for k in range(len(slots)): fill(k)
     spacing = (dz, float(ps0[0]), float(ps0[1]))
     geom = dict(affine=geometry_affine(ipp[0], iop0, spacing),
-                sop_uids=["" if i is None else str(items[i][1].SOPInstanceUID) for i in slots],
+                sop_uids=["" if i is None else _sop_uid(items[i][1]) for i in slots],
                 spacing=spacing, origin=ipp[0].tolist(), orientation=iop0.tolist(), positions=positions,
                 study_uid=str(d0.get("StudyInstanceUID", "")), series_uid=str(d0.get("SeriesInstanceUID", "")),
                 warnings=warn, skipped=skipped, filled=[k for k, i in enumerate(slots) if i is None])

@@ -327,7 +327,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
         if info.is_main: _truncate_log(log_path, step)
     else:
         seed_everything(cfg.seed + info.rank)
-        if info.is_main and not resume:  # a fresh start: forget an older run's log and checkpoints
+        if info.is_main:  # a fresh start (or a run killed before its first checkpoint): forget an older log and checkpoints
             log_path.unlink(missing_ok=True)
             for old in list_checkpoints(ckpt_dir): old.unlink()
     net = model

@@ -297,16 +297,18 @@ def train_student(cache,            # prepare cache (images)
                     tensorboard=None,       # a folder for TensorBoard scalars (rank 0)
                    ) -> Path:
     "Train the DynUNet student; returns `out/model.pt` (skips training when it already exists with these settings)."
+    if not studies: raise UsageError("train_student: no training studies")
+    cfg = profile.student
+    seed_everything(profile.data.seed)
+    model = build_student(cfg)
+    if init is not None:   # checked before the folder is claimed: a rejected --init leaves nothing behind
+        try: model.load_state_dict(read_checkpoint(init, ("student", "training-state"))["model"])
+        except RuntimeError as e:
+            raise UsageError(f"{Path(init).name}: its weights do not fit this student ({str(e).splitlines()[0]})") from None
     out = claim_output(out, student_settings(profile, studies, labels_dir, init, schedule), force, "student")
     final = out / "model.pt"
     if final.exists(): return final
-    cfg = profile.student
-    if not studies: raise ValueError("train_student: no training studies")
     info = setup_distributed(device)
-    seed_everything(profile.data.seed)
-    model = build_student(cfg)
-    if init is not None:
-        model.load_state_dict(read_checkpoint(init, ("student", "training-state"))["model"])
     over = {}
     if schedule is not None:
         its, lr, warm = schedule; over = dict(iterations=int(its), lr=float(lr), warmup=int(warm))

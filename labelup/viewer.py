@@ -10,7 +10,7 @@ import numpy as np
 from .core import hu_window as _window
 
 # %% auto #0
-__all__ = ['WINDOWS', 'OVERLAY_COLORS', 'draw_slice', 'show_slices', 'SliceViewer', 'view']
+__all__ = ['WINDOWS', 'OVERLAY_COLORS', 'draw_slice', 'show_slices', 'qc_figure', 'SliceViewer', 'view']
 
 # %% ../nbs/02a_viewer.ipynb #d8114cc8
 WINDOWS = {"PE": (100.0, 400.0), "lung": (-600.0, 1500.0), "mediastinum": (40.0, 400.0)}  # (centre, width) HU
@@ -98,6 +98,29 @@ def show_slices(vol: np.ndarray,        # HU volume vol[z, y, x]
         t = titles[i] if titles is not None else f"z={z}" + (f"  label={int(labels[z])}" if labels is not None else "")
         draw_slice(ax, vol[z], window, {k: np.asarray(v)[z] for k, v in (overlays or {}).items()}, bx.get(z, ()), t)
     fig.tight_layout()
+    return fig
+
+# %% ../nbs/02a_viewer.ipynb #ea182607
+def qc_figure(image: np.ndarray, # HU vol[z, y, x]
+              mask: np.ndarray,  # binary mask on the same grid
+              title: str = "",   # the figure's title (e.g. the study and what was found)
+              k: int = 3,        # show the slices through the k largest components
+             ):
+    "A matplotlib Figure: the axial slice through each of the `k` largest PEs (PE window), mask outlined in red."
+    import matplotlib.pyplot as plt
+    from scipy import ndimage
+    lab, n = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), bool))
+    sizes = ndimage.sum_labels(mask > 0, lab, range(1, n + 1)) if n else []
+    order = list(np.argsort(sizes)[::-1][:k] + 1)
+    zs = [int(np.argmax((lab == i).sum(axis=(1, 2)))) for i in order] or [image.shape[0] // 2]
+    c, w = WINDOWS["PE"]
+    fig, axs = plt.subplots(1, len(zs), figsize=(4 * len(zs), 4.3), squeeze=False)
+    for ax, z, i in zip(axs[0], zs, order or [None]):
+        ax.imshow(image[z], cmap="gray", vmin=c - w / 2, vmax=c + w / 2)
+        if i is not None: ax.contour(lab[z] == i, levels=[0.5], colors="red", linewidths=1.2)
+        ax.set_title(f"PE {order.index(i) + 1}: slice {z} ({int(sizes[i - 1])} voxels)" if i is not None else f"no PE found (slice {z})")
+        ax.axis("off")
+    fig.suptitle(title); fig.tight_layout()
     return fig
 
 # %% ../nbs/02a_viewer.ipynb #05b43399
