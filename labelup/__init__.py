@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _API = {"get_profile": "labelup.core", "prepare": "labelup.data", "load_study": "labelup.data",
         "train_classifier": "labelup.classifier", "pseudo_label": "labelup.teacher", "train_student": "labelup.student",
         "segment_studies": "labelup.student", "segment_study": "labelup.clinical", "find_studies": "labelup.clinical",
+        "write_study": "labelup.clinical", "segment_inputs": "labelup.clinical",
         "pe_table": "labelup.clinical", "write_seg": "labelup.clinical", "export_bundle": "labelup.bundle",
         "reproduce": "labelup.paper.reproduce"}
 __all__ = ["__version__", *_API]

@@ -351,7 +351,8 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
                 _log.error(f"study {st['name']} skipped: {msg}")
                 errors.append(dict(study=st["name"], source=_relative(st["source"], root_dir), error=msg)); rec = None
         if on_study: on_study(rec, k, len(studies))
-    with atomic_path(out / "errors.csv") as t: pd.DataFrame(errors, columns=SEGMENT_ERROR_COLUMNS).to_csv(t, index=False)
+    if errors or (out / "errors.csv").exists():   # this run's skips (every failed study is retried, so older rows are stale)
+        with atomic_path(out / "errors.csv") as t: pd.DataFrame(errors, columns=SEGMENT_ERROR_COLUMNS).to_csv(t, index=False)
     line = (f"segment: {len(written) + len(reused)} of {len(studies)} studies in {short_name(out)} ({len(written)} segmented now, "
             f"{len(reused)} already there); {len(errors)} skipped" + ("; see errors.csv" if errors else ""))
     return dict(studies=len(studies), written=written, reused=reused, skipped=[e["study"] for e in errors], errors=errors, line=line)

@@ -133,6 +133,8 @@ class StudentCfg:
     patch_size: tuple = (64, 64, 16)   # (H, W, D) voxels; paper (128, 128, 64)
     sw_step: tuple = (32, 32, 8)       # sliding-window step; paper (64, 64, 32)
     sw_sigma: float = 0.25
+    sw_roi: str = "patch"              # inference window: "patch" (the training patch, steps sw_step; paper) or "auto" (the whole
+                                       # study in one window where memory allows, else the largest that fits; 11_student)
     iterations: int = 40
     batch_size: int = 4
     lr: float = 1e-4

@@ -24,11 +24,11 @@ from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, se
 from .store import build_store, read_box
 
 # %% auto #0
-__all__ = ['dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image', 'profile_hu_window',
-           'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
-           'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
-           'student_settings', 'train_student', 'predict_probabilities', 'student_inference_args', 'postprocess',
-           'student_postprocess_args', 'segment_volume', 'segment_studies']
+__all__ = ['SW_ROIS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
+           'profile_hu_window', 'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment',
+           'mixup', 'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
+           'student_settings', 'train_student', 'inference_window', 'predict_probabilities', 'student_inference_args',
+           'postprocess', 'student_postprocess_args', 'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -349,6 +349,36 @@ def train_student(cache,            # prepare cache (images)
     return final
 
 # %% ../nbs/11_student.ipynb #6640f290
+SW_ROIS = ("patch", "auto")
+
+def _bytes_per_voxel(model: torch.nn.Module, patch: tuple, device: str, amp: bool) -> float:
+    "What one input voxel costs in inference: every leaf module's output at the training patch (an upper bound), per voxel."
+    total = [0]
+    def hook(m, i, o):
+        for t in (o if isinstance(o, (tuple, list)) else [o]):
+            if torch.is_tensor(t): total[0] += t.numel() * t.element_size()
+    hs = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
+    try:
+        with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            model(torch.zeros(1, 1, *patch, device=device))
+    finally:
+        for h in hs: h.remove()
+    return total[0] / float(np.prod(patch))
+
+def inference_window(shape_hwd: tuple,  # (H, W, D) of the network's input (the study after in-plane resizing)
+                     patch: tuple,      # the training patch (H, W, D): the smallest window the network was planned for
+                     divisor: tuple,    # the network's total stride per axis (inputs must be multiples of it)
+                     max_voxels: float, # the most voxels one window may hold (from free memory)
+                     overlap: float = 0.25, # between windows when the study does not fit in one
+                    ) -> tuple[tuple, float]:
+    """The student's inference window: the whole study (padded to the network's stride) when it fits `max_voxels`, else
+    the largest window of that many voxels, with `overlap`; `(roi, overlap)`, overlap 0 for one window."""
+    whole = tuple(max(int(p), int(math.ceil(s / d) * d)) for s, p, d in zip(shape_hwd, patch, divisor))
+    if np.prod(whole, dtype=np.float64) <= max_voxels: return whole, 0.0
+    f = (max_voxels / np.prod(whole, dtype=np.float64)) ** (1 / 3)
+    roi = tuple(max(int(p), int(w * f // d) * int(d)) for w, p, d in zip(whole, patch, divisor))
+    return roi, float(overlap)
+
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           image_hu: np.ndarray,   # HU vol[z, y, x]
@@ -360,15 +390,25 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           sigma_scale: float = 0.25, # Gaussian importance weighting of each patch (MONAI `sigma_scale`)
                           device: str | None = None,
                           amp: bool = True,       # reduced precision (float16 on CUDA, bfloat16 on CPUs that run it natively)
+                          window: str = "patch",  # "patch": windows of roi_size, steps sw_step; "auto": `inference_window`
+                          memory_fraction: float = 0.5, # with "auto": share of the free memory one window may use
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
+    from labelup.explain import free_memory
+    if window not in SW_ROIS: raise ValueError(f"window must be one of {SW_ROIS}, got {window!r}")
     dev = pick_device(device)
     x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
-    roi = tuple(int(v) for v in roi_size)
-    overlap = [max(0.0, 1.0 - s / r) for s, r in zip(sw_step, roi)]
     cuda = dev.startswith("cuda")
     amp = bool(amp) and (cuda or cpu_supports_bf16())
+    roi = tuple(int(v) for v in roi_size)
+    overlap = [max(0.0, 1.0 - s / r) for s, r in zip(sw_step, roi)]
+    strides = getattr(model, "strides", None)
+    if window == "auto" and strides is not None:   # a fully convolutional DynUNet: the window need not be the patch
+        divisor = tuple(int(np.prod([s[a] for s in strides])) for a in range(3))
+        per_voxel = _bytes_per_voxel(model, roi, dev, amp and not cuda)
+        roi, ov = inference_window(tuple(x.shape[2:]), roi, divisor, memory_fraction * free_memory(dev) / max(per_voxel, 1.0))
+        overlap = [ov] * 3
     net = model
     if amp and not cuda:   # bfloat16 on CPU: channels-last-3d is what makes oneDNN's bf16 kernels pay
         net = model.to(memory_format=torch.channels_last_3d); x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -384,7 +424,8 @@ def student_inference_args(profile: Profile) -> dict:
     "The keyword arguments of `predict_probabilities` that a profile sets: the one place a profile meets inference."
     c = profile.student
     return dict(roi_size=tuple(c.patch_size), sw_step=tuple(c.sw_step), image_size=profile.data.image_size,
-                hu_window=profile_hu_window(profile), sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp)
+                hu_window=profile_hu_window(profile), sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp,
+                window=c.sw_roi)
 
 def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
                 threshold: float = 0.5, # voxels >= threshold are PE (student.threshold)
