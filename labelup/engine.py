@@ -7,7 +7,7 @@ sampler and a loss."""
 
 # %% ../nbs/05_engine.ipynb #2ffdb4bf
 from __future__ import annotations
-import csv, math, os, random, re, shutil, time
+import csv, itertools, json, math, os, random, re, shutil, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Callable
@@ -17,13 +17,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import UsageError, atomic_path, cpu_supports_bf16, pick_device, sweep_temporaries
+from .core import (UsageError, atomic_path, configure_threads, cpu_name, cpu_supports_bf16, get_logger, pick_device,
+                          sweep_temporaries, write_json_atomic)
+
+_logger = get_logger("labelup.engine")
 
 # %% auto #0
-__all__ = ['warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap', 'step_rng', 'shared_rng',
-           'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device', 'CSVLog', 'train_precision',
-           'rank_batch_size', 'step_batches', 'tensorboard_writer', 'train_loop']
+__all__ = ['SLOW_FACTOR', 'warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap',
+           'step_rng', 'shared_rng', 'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state',
+           'save_checkpoint', 'load_checkpoint', 'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device',
+           'CSVLog', 'train_precision', 'probe_precision', 'choose_precision', 'rank_batch_size', 'step_batches',
+           'tensorboard_writer', 'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -247,6 +251,47 @@ def train_precision(cfg: TrainConfig, # `amp` (CUDA float16) and `amp_cpu` (CPU 
     if device_type == "cuda": return "float16" if cfg.amp else "float32"
     return "bfloat16" if cfg.amp_cpu and device_type == "cpu" and cpu_supports_bf16() else "float32"
 
+def probe_precision(model: nn.Module,  # the network (a copy is timed: weights and norm statistics stay as they are)
+                    loss_fn: Callable,  # loss_fn(model, batch) -> loss or (loss, metrics)
+                    batch,              # one training batch, on `device`
+                    device: str,
+                    precisions=("float32", "bfloat16"), # the candidates
+                    repeats: int = 2,   # timed steps per precision (after one warm-up step)
+                   ) -> dict:
+    """Seconds per forward + backward step of `batch` in each precision (the median of `repeats`): what the engine
+    chooses a CPU precision by, instead of trusting a CPU flag. Random states are restored afterwards."""
+    import copy, statistics
+    st = get_rng_state(); out = {}
+    net = copy.deepcopy(model).train()
+    dev = torch.device(device)
+    try:
+        for p in precisions:
+            ts = []
+            for k in range(repeats + 1):
+                t0 = time.perf_counter()
+                with torch.autocast(device_type=dev.type, dtype=torch.bfloat16 if p == "bfloat16" else torch.float16,
+                                    enabled=p != "float32"):
+                    res = loss_fn(net, batch)
+                (res[0] if isinstance(res, tuple) else res).float().backward()
+                net.zero_grad(set_to_none=True)
+                if k: ts.append(time.perf_counter() - t0)
+            out[p] = round(statistics.median(ts), 5)
+    finally:
+        set_rng_state(st); del net
+    return out
+
+def choose_precision(cfg: TrainConfig, # `amp` (CUDA), `amp_cpu` (allow bfloat16 on a CPU)
+                     device_type: str, # "cuda" or "cpu"
+                     probe: dict | None, # `probe_precision` seconds per step (CPU), or None
+                     min_gain: float = 1.1, # bfloat16 must be at least this much faster to be chosen
+                    ) -> str:
+    "The training precision: float16 on CUDA with `amp`; on a CPU bfloat16 only when allowed and measured faster, else float32."
+    if device_type == "cuda": return "float16" if cfg.amp else "float32"
+    if not cfg.amp_cpu or device_type != "cpu" or not probe or "bfloat16" not in probe: return "float32"
+    return "bfloat16" if probe["float32"] >= min_gain * probe["bfloat16"] else "float32"
+
+SLOW_FACTOR = 3.0   # first steps this many times slower than the probe: another process competes for the CPU
+
 def rank_batch_size(batch_size: int, # the global batch: the profile's `batch_size`, summed over all processes
                     world_size: int, # processes (torchrun's WORLD_SIZE)
                    ) -> int:
@@ -312,8 +357,8 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_linear(s, cfg.warmup, cfg.iterations, cfg.lr, cfg.final_lr) / cfg.lr)
-    precision = train_precision(cfg, dev.type)   # float16 (CUDA amp), bfloat16 (CPU amp_cpu) or float32
-    use_amp, amp_dtype = precision != "float32", (torch.bfloat16 if precision == "bfloat16" else torch.float16)
+    threads = configure_threads(workers=cfg.num_workers) if dev.type == "cpu" else torch.get_num_threads()
+    precision = train_precision(cfg, dev.type)   # CUDA: float16 (amp) or float32; a CPU: chosen by a probe below
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "float16")
     step = 0
     last = latest_checkpoint(ckpt_dir) if resume else None
@@ -352,6 +397,23 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
         barrier()
 
     batches = step_batches(batch_fn, cfg.seed, info.rank, step, end, cfg.num_workers)
+    # the run's record: device, threads, precision (a CPU's chosen by timing both on the first batch), first step times
+    rt_path = out_dir / "runtime.json"
+    runtime = json.loads(rt_path.read_text()) if step > 0 and rt_path.is_file() else None
+    if runtime is None and step < end and dev.type == "cpu":
+        first = next(batches); batches = itertools.chain([first], batches)
+        probe = probe_precision(model, loss_fn, to_device(first, dev), info.device,
+                                ("float32", "bfloat16") if cfg.amp_cpu else ("float32",))
+        precision = choose_precision(cfg, dev.type, probe)
+        runtime = dict(device=info.device, cpu=cpu_name(), threads=threads, world_size=info.world_size,
+                       num_workers=cfg.num_workers, precision=precision, probe_s=probe, first_steps_s=None)
+    elif runtime is None:
+        runtime = dict(device=info.device, cpu=cpu_name(), threads=threads, world_size=info.world_size,
+                       num_workers=cfg.num_workers, precision=precision, probe_s=None, first_steps_s=None)
+    precision = runtime["precision"]   # a resumed run keeps the precision it started with
+    use_amp, amp_dtype = precision != "float32", (torch.bfloat16 if precision == "bfloat16" else torch.float16)
+    if info.is_main: write_json_atomic(rt_path, runtime)
+    step_times, t_step = [], time.perf_counter()
     while step < end:
         batch = to_device(next(batches), dev)
         lr = opt.param_groups[0]["lr"]
@@ -377,6 +439,16 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
                         if k != "step": tb.add_scalar(f"{desc}/{k}", v, step)
                 if bar is not None: bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{lr:.2e}")
         if bar is not None: bar.update(1)
+        if len(step_times) < 4:   # the first steps against the probe: far slower means something competes for the CPU
+            now = time.perf_counter(); step_times.append(now - t_step); t_step = now
+            if len(step_times) == 4 and info.is_main:
+                med = float(np.median(step_times[1:])); runtime["first_steps_s"] = round(med, 5)
+                write_json_atomic(rt_path, runtime)
+                ref = (runtime.get("probe_s") or {}).get(precision)
+                if ref and med > SLOW_FACTOR * ref and med - ref > 0.05:   # tiny models: overheads are not competition
+                    _logger.warning(f"{desc}: training steps take {med:.2f} s, {med / ref:.1f}x the {ref:.2f} s measured on the "
+                                 f"first batch: another process is probably competing for the CPU; with {threads} thread(s) "
+                                 "try fewer (--threads 1 or OMP_NUM_THREADS=1)")
         if eval_fn is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.iterations:
             if info.is_main:
                 net.eval()
