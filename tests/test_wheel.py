@@ -30,6 +30,7 @@ def wheel(tmp_path_factory):
     for f in ["pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"]:
         if (ROOT / f).exists(): shutil.copy2(ROOT / f, src / f)
     shutil.copytree(ROOT / "labelup", src / "labelup", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(ROOT / "nbs", src / "nbs", ignore=shutil.ignore_patterns(".*"))
     out = tmp / "dist"
     cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-w", str(out), "-q"]
     r = subprocess.run(cmd + ["--no-build-isolation"], capture_output=True, text=True)
@@ -50,6 +51,8 @@ def test_wheel_contents_and_metadata(wheel):
     mods = sorted(p.relative_to(ROOT / "labelup").as_posix() for p in (ROOT / "labelup").rglob("*.py") if "__pycache__" not in p.parts)
     assert sorted(n.split("/", 1)[1] for n in names if n.startswith("labelup/") and n.endswith(".py")) == mods
     assert not any(n.startswith(("nbs/", "tests/", "tools/")) for n in names)
+    nbs = sorted(p.name for p in (ROOT / "nbs").glob("*.ipynb"))
+    assert sorted(n.split("/")[-1] for n in names if n.startswith("labelup/nbs/")) == nbs   # the notebooks travel with it
     assert re.search(r"^labelup\s*=\s*labelup\.cli:run", eps, flags=re.M), eps
     reqs = meta.get_all("Requires-Dist") or []
     base = {_name(r) for r in reqs if "extra ==" not in r}
@@ -96,6 +99,25 @@ print('OK', labelup.__version__)
     assert "usage: labelup" in r.stdout and "finetune" in r.stdout
     r = subprocess.run([str(script), "--version"], cwd=away, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == _version(), (r.stdout, r.stderr)
+
+
+def test_reproduce_runs_from_the_wheel(wheel):
+    "From an empty folder, with only the wheel on the path: `reproduce` finds the notebooks the wheel carries and runs one."
+    tmp, whl = wheel
+    site = tmp / "site2"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    away = tmp / "empty"; away.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "LABELUP_NBS")}
+    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    r = subprocess.run([sys.executable, "-c", "from labelup.paper.reproduce import find_notebooks; print(find_notebooks())"],
+                       cwd=away, env=env, capture_output=True, text=True, timeout=300)
+    assert r.stdout.strip() == str(site / "labelup" / "nbs"), r.stdout + r.stderr
+    r = subprocess.run([str(site / "bin" / "labelup"), "reproduce", "--profile", "smoke", "--out", "run", "--notebooks", "21_table1",
+                        "--quiet"], cwd=away, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (away / "run" / "results" / "table1.md").is_file() and (away / "run" / "notebooks" / "21_table1.ipynb").is_file()
 
 
 def _version() -> str:

@@ -28,14 +28,15 @@ RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
 STAGE_DIRS = ("data", "cache", "classifier", "teacher", "student", "pred", "finetune", "results", "notebooks")
 
 def find_notebooks(nbs=None) -> Path:
-    """The folder of the project's notebooks: `nbs` if given, else `$LABELUP_NBS`, else `nbs/` of the source checkout
-    this package was installed from (`pip install -e`), else of the working folder or any folder above it."""
+    """The folder of the project's notebooks: `nbs` if given, else `$LABELUP_NBS`, else the copy an installed wheel carries
+    (`labelup/nbs/`), else `nbs/` of the source checkout this package was installed from (`pip install -e`), else of the
+    working folder or any folder above it."""
     if nbs is not None:
         if (Path(nbs) / "21_table1.ipynb").is_file(): return Path(nbs)
         raise UsageError(f"{nbs}: not the project's notebook folder (no 21_table1.ipynb in it)")
     here = Path(__file__).resolve().parents[2]   # <checkout>/labelup/paper/reproduce.py -> <checkout>
     cwd = Path.cwd().resolve()
-    cands = [os.environ.get("LABELUP_NBS"), here / "nbs"] + [d / "nbs" for d in (cwd, *cwd.parents)]
+    cands = [os.environ.get("LABELUP_NBS"), here / "labelup" / "nbs", here / "nbs"] + [d / "nbs" for d in (cwd, *cwd.parents)]
     for c in cands:
         if c and (Path(c) / "21_table1.ipynb").is_file(): return Path(c)
     raise UsageError("labelup reproduce runs the project's notebooks and found none: run it inside a source checkout "
