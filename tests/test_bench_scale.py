@@ -16,7 +16,8 @@ def test_bench_scale_cli(tmp_path):
     assert ig["slab_s_at_profile"] > ig["measured_s"]          # 2 measured steps scaled to the profile's 16
     inf = next(r for r in rec["stages"] if r["stage"] == "sliding-window inference")
     assert inf["fraction"] and inf["study_windows"] >= inf["measured_windows"]
-    assert rec["extrapolation"]["teacher_iteration"]["seconds"] > 0
+    alg = next(r for r in rec["stages"] if r["stage"] == "Algorithm-1 iteration")
+    assert alg["shape"] == [24, 96, 96]                         # the study shape asked for, at the profile's image size
     assert "### The whole run, extrapolated" in md.read_text()
     assert main(["bench", "scale", "--json", str(js), "--memory", str(tmp_path / "nope.json")]) == 2
 

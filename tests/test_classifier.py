@@ -83,7 +83,12 @@ def test_train_resume_roundtrip(bank, tmp_path):
     assert p2 == p
     vol, _ = _toy(np.random.default_rng(5))
     pr = score_study(m, vol, p2, batch_size=5)
-    assert pr.shape == (16,) and ((pr >= 0) & (pr <= 1)).all()
+    from labelup.classifier import preprocess_volume
+    from labelup.data import slab_indices
+    x = preprocess_volume(vol, p2)
+    with torch.no_grad():   # batching is invisible: each slice's probability is its own 7-slice slab's, clamped at the ends
+        direct = [float(torch.sigmoid(m(x[torch.as_tensor(slab_indices(z, 16, p2.data.context))][None]))) for z in (0, 7, 15)]
+    assert pr.shape == (16,) and np.allclose(pr[[0, 7, 15]], direct, atol=1e-5), (pr[[0, 7, 15]], direct)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,9 @@ def test_tiny_training_and_checkpoint(tmp_path):
     assert ck["step"] == 6
     for k, v in m.state_dict().items():
         assert torch.equal(ck["model"][k], v)
-    assert isinstance(ck["rng"][0]["torch"], torch.Tensor) and isinstance(ck["rng"][0]["python"], torch.Tensor)
+    from labelup.engine import get_rng_state
+    live = get_rng_state()                                       # the checkpoint holds the random state after step 6
+    assert torch.equal(ck["rng"][0]["torch"], live["torch"]) and torch.equal(ck["rng"][0]["numpy"], live["numpy"])
     assert ck["scheduler"]["last_epoch"] == 6
     log = (tmp_path / "log.csv").read_text().splitlines()
     assert log[0].split(",")[:4] == ["step", "loss", "lr", "seconds"] and "mse" in log[0] and len(log) == 7
@@ -136,7 +138,8 @@ def test_sigkill_and_resume(tmp_path):
                          env={**env, "LABELUP_DEMO_SLEEP": "0.1"})
     t0 = time.time()
     while not (tmp_path / "cut" / "ckpt" / "step_0000010.pt").exists():
-        assert p.poll() is None and time.time() - t0 < 120, "demo run ended or stalled before its step-10 checkpoint"
+        assert p.poll() is None, "demo run ended before its step-10 checkpoint"
+        assert time.time() - t0 < 900, "demo run hung"                 # a hang guard, not a speed claim
         time.sleep(0.05)
     p.kill(); p.wait()
     assert not (tmp_path / "cut" / "final_rank0.pt").exists()

@@ -65,7 +65,10 @@ def test_every_table_and_figure(run):
     assert tr["holdout_regime"] == "late" and [r["studies"] for r in tr["rows"]][1] == tr["transfer_studies"]
     assert "Transfer: the classifier and teacher" in readme and "| held-out late regime |" in readme
     ev = json.loads((res / "evidence.json").read_text())    # the evidence check ran on the test split's positive windows
-    assert ev["windows"] == ev["positive_slices"] > 0 and 0 <= ev["share_drop_over"] <= 1   # every PE slice of the test split
+    assert ev["windows"] == ev["positive_slices"] > 0                      # every PE slice of the test split
+    k = ev["share_drop_over"] * ev["windows"]; assert abs(k - round(k)) < 1e-6   # a share of those windows, not of another count
+    assert ev["median_logit_drop"] <= ev["drop"] or ev["share_drop_over"] >= 0.5  # the median and the share tell one story
+    assert ev["share_drop_over"] <= 0.5 or ev["median_logit_drop"] > ev["drop"]
     assert "Evidence: does the classifier look at the clot?" in readme and "negatives matched to the positives' height" in readme
     assert set(ev["ig_clot_share"]) == {"zeros", "blur", "closing", "mean"} and ev["ig_windows"] > 0   # IG's share on the clot
     assert "positive IG attribution on the clot, reference closing" in readme
