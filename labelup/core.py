@@ -125,6 +125,7 @@ class TeacherCfg:
     extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)
     reference_pool: int = 64         # negative training windows the `negatives` reference draws from (expected gradients)
     agg_threshold: float = 0.3       # Gaussian-weighted vote of the windows needed to label a voxel
+    tune_filter: bool = False        # choose min_cluster_voxels on the run's validation studies (10_teacher, `teacher_profile`)
 
 @dataclass
 class StudentCfg:

@@ -14,8 +14,8 @@ from .core import Profile, RunLayout, get_logger
 
 # %% auto #0
 __all__ = ['log', 'ensure_data', 'ensure_transfer', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies',
-           'teacher_studies', 'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies',
-           'positive_test_studies']
+           'teacher_studies', 'teacher_profile', 'ensure_teacher', 'ensure_student', 'ensure_predictions',
+           'positive_studies', 'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -97,11 +97,35 @@ def teacher_studies(run, profile: Profile, data_root=None) -> list[str]:
     split = ensure_split(run, profile, data_root)
     return student_studies(split, profile.student.pseudo_studies, profile.data.split_seed) + sorted(split["test"])
 
+def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
+    """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
+    chosen on the run's positive validation studies (`labelup.teacher.choose_size_filter`; the teacher labels them once
+    into `RUN/teacher_tuning/`, which keeps `choice.json` and `sweep.csv`)."""
+    import json
+    if not profile.teacher.tune_filter: return profile
+    from labelup.core import get_profile, write_json_atomic
+    lay = _layout(run); out = lay.root / "teacher_tuning"
+    f = out / "choice.json"
+    if not f.is_file():
+        from labelup.teacher import choose_size_filter, pseudo_label
+        val = positive_studies(lay, profile, data_root, "val")
+        if not val: raise ValueError("teacher.tune_filter: the run has no PE-positive validation study to choose on")
+        ckpt = ensure_classifier(lay, profile, data_root, device)
+        pseudo_label(lay.cache, ckpt, out, profile, studies=val, device=device)
+        mcv, table = choose_size_filter(out, lay.cache, val, profile)
+        table.to_csv(out / "sweep.csv", index=False)
+        write_json_atomic(f, dict(min_cluster_voxels=mcv, profile_min_cluster_voxels=profile.teacher.min_cluster_voxels,
+                                  studies=len(val)))
+        log.info(f"teacher.tune_filter: min_cluster_voxels {profile.teacher.min_cluster_voxels} -> {mcv} (paper units), "
+                 f"chosen on {len(val)} validation studies")
+    return get_profile(profile, {"teacher.min_cluster_voxels": int(json.loads(f.read_text())["min_cluster_voxels"])})
+
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."
     from labelup.teacher import pseudo_label
     lay = _layout(run)
     ckpt = ensure_classifier(lay, profile, data_root, device)
+    profile = teacher_profile(lay, profile, data_root, device)
     pseudo_label(lay.cache, ckpt, lay.teacher, profile, studies=teacher_studies(lay, profile, data_root), device=device)
     return lay.teacher
 
@@ -109,6 +133,7 @@ def ensure_student(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 3: the student `RUN/student/model.pt`, trained on the pseudo-labels of `student_studies`."
     lay = _layout(run)
     ckpt = lay.student / "model.pt"
+    profile = teacher_profile(lay, profile, data_root, device)   # the student keeps the filter it is scored with
     if not ckpt.exists():
         from labelup.student import train_student
         labels = ensure_teacher(lay, profile, data_root, device)
@@ -121,6 +146,7 @@ def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Pa
     from labelup.student import segment_studies
     lay = _layout(run)
     ckpt = ensure_student(lay, profile, data_root, device)
+    profile = teacher_profile(lay, profile, data_root, device)
     segment_studies(lay.cache, ckpt, lay.pred, profile, studies=ensure_split(lay, profile, data_root)["test"], device=device)
     return lay.pred
 

@@ -12,11 +12,12 @@ import json, os, time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logger, get_profile, outcome_settings, pick_device, save_volume, write_json_atomic
+from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logger, get_profile, load_volume, outcome_settings, pick_device, save_volume, write_json_atomic
 from .data import list_studies, load_study
 from .classifier import load_classifier, make_slabs, preprocess_volume
 from .explain import Explainer
@@ -24,8 +25,8 @@ from .iterate import labels_at, teach_volume, window_label_dice
 from .filter import filter_mask
 
 # %% auto #0
-__all__ = ['to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives', 'negative_windows', 'pseudo_label_volume',
-           'load_teacher_model', 'shard', 'is_done', 'pseudo_label']
+__all__ = ['SIZE_LADDER', 'to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives', 'negative_windows',
+           'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label', 'choose_size_filter']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -171,3 +172,39 @@ def pseudo_label(cache, # `prepare` cache folder
         records.append(rec)
         if on_study: on_study(rec, len(records) - (len(mine) - len(todo)), len(todo))
     return records
+
+# %% ../nbs/10_teacher.ipynb #b5085801
+SIZE_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0)   # minimum cluster sizes tried, as multiples of the profile's
+
+def _box_reference(truth_dir, study: str, shape) -> np.ndarray:
+    "The reference of one study: its boxes (a cache) or mask (a masks folder); zeros for a negative study."
+    from labelup.evaluation import truth_studies
+    f = truth_studies(truth_dir, include_negatives=True).get(study)
+    return (load_volume(f)[0] > 0) if f is not None else np.zeros(shape, bool)
+
+def choose_size_filter(pseudo_dir, # a `pseudo_label` output folder holding `iterations/<Study>.nii.gz`
+                       truth_dir,  # the reference: a prepare cache (boxes) or a folder of masks
+                       studies: list, # validation studies (never the test studies)
+                       profile: Profile, # the profile's minimum size and distance filter
+                       ladder=SIZE_LADDER, # multiples of the profile's minimum size to try
+                      ) -> tuple[int, pd.DataFrame]:
+    "`(teacher.min_cluster_voxels, table)`: the minimum cluster size (paper units) with the best PE-level F1 on `studies`."
+    from labelup.evaluation import match_pes, detection_scores
+    from labelup.filter import filter_clusters, filter_params
+    labs = {s: labels_at(load_volume(Path(pseudo_dir) / "iterations" / f"{s}.nii.gz")[0]) for s in studies}
+    if not labs: raise ValueError("choose_size_filter: no validation studies")
+    hw = next(iter(labs.values())).shape[1:]
+    base, dist = filter_params(profile, hw)
+    sizes = sorted({max(1, int(round(base * m))) for m in ladder})
+    rows = []
+    for k in sizes:
+        tp = fp = fn = 0
+        for s, lab in labs.items():
+            m = match_pes(filter_clusters(lab, k, dist)[0], _box_reference(truth_dir, s, lab.shape))
+            tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
+        rows.append(dict(min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn)))
+    t = pd.DataFrame(rows)
+    t["f1_"] = t.f1.fillna(-1.0); t["off"] = (t.min_voxels - base).abs()
+    best = int(t.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0].min_voxels)
+    t = t.drop(columns=["f1_", "off"]); t["chosen"] = t.min_voxels == best
+    return int(round(best * 512 ** 2 / (hw[0] * hw[1]))), t

@@ -271,7 +271,10 @@ def test_garbage_cache_image_is_one_line(student, tmp_path, capsys):
     for s in sorted(p for p in cache.iterdir() if (p / "meta.json").is_file()): (s / "image.nii.gz").write_bytes(b"garbage")
     store = cache / ".store"
     if store.exists(): shutil.rmtree(store)
+    from labelup.classifier import build_classifier, save_classifier
+    clf = save_classifier(tmp_path / "clf.pt", build_classifier(get_profile("smoke"), pretrained=False), get_profile("smoke"))
     runs = [["segment", "--checkpoint", str(ck), "--cache", str(cache), "--out", str(tmp_path / "p"), "--device", "cpu", "--quiet"],
+            ["pseudo-label", "--cache", str(cache), "--checkpoint", str(clf), "--out", str(tmp_path / "t"), "--device", "cpu", "--quiet"],
             ["train-student", "--cache", str(cache), "--labels", str(root / "masks"), "--out", str(tmp_path / "s"), "--quiet",
              "--device", "cpu", *sum([["--set", t] for t in TINY], [])]]
     for argv in runs:

@@ -1,0 +1,24 @@
+"""`teacher.tune_filter` (issue: evidence): the minimum cluster size a run uses is chosen on its own validation studies,
+once, and stage 2 and 3 use it; the test studies play no part."""
+import json
+
+import pandas as pd
+
+from labelup.core import get_profile
+from labelup.pipeline import ensure_split, positive_studies, teacher_profile
+
+
+def test_size_filter_chosen_on_validation(tmp_path):
+    p = get_profile("smoke", ["teacher.tune_filter=true", "data.val_fraction=0.3"])
+    assert teacher_profile(tmp_path, get_profile("smoke"), None) == get_profile("smoke")   # off: the profile as it is
+    tuned = teacher_profile(tmp_path, p, None, "cpu")
+    ch = json.loads((tmp_path / "teacher_tuning" / "choice.json").read_text())
+    sweep = pd.read_csv(tmp_path / "teacher_tuning" / "sweep.csv")
+    assert tuned.teacher.min_cluster_voxels == ch["min_cluster_voxels"] and ch["profile_min_cluster_voxels"] == 100
+    assert sweep.chosen.sum() == 1 and sweep.f1.fillna(-1).max() == sweep[sweep.chosen].f1.fillna(-1).iloc[0]
+    val = positive_studies(tmp_path, p, None, "val")
+    test = ensure_split(tmp_path, p, None)["test"]
+    labelled = sorted(f.name[:-5] for f in (tmp_path / "teacher_tuning").glob("*.json") if f.name != "settings.json"
+                      and f.name != "choice.json")
+    assert labelled == sorted(val) and not set(labelled) & set(test)                  # chosen on validation only
+    assert teacher_profile(tmp_path, p, None, "cpu") == tuned                            # once per run
