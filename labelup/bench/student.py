@@ -66,16 +66,26 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     sync(); t0 = time.perf_counter()
     rec = pseudo_label_volume(teacher_explainer(cmodel, tprof, dev), img, tprof)["record"]
     sync(); teacher_s = time.perf_counter() - t0
-    times = []
-    for _ in range(max(1, repeats)):
-        sync(); t0 = time.perf_counter()
-        postprocess(predict_probabilities(smodel, img, **student_inference_args(prof), device=dev), prof.student.threshold)
-        sync(); times.append(time.perf_counter() - t0)
+    def run_student(window):
+        ts, mask = [], None
+        for _ in range(max(1, repeats)):
+            sync(); t0 = time.perf_counter()
+            mask = postprocess(predict_probabilities(smodel, img, **{**student_inference_args(prof), "window": window},
+                                                     device=dev), prof.student.threshold)[0]
+            sync(); ts.append(time.perf_counter() - t0)
+        return ts, mask
+    times, mask = run_student(prof.student.sw_roi)
     student_s = statistics.median(times)
+    # the paper's sliding window (the training patch, steps sw_step) beside the profile's, on the same study: time and agreement
+    ptimes, pmask = run_student("patch") if prof.student.sw_roi != "patch" else (times, mask)
+    inter, tot = int((mask & pmask).sum()), int(mask.sum() + pmask.sum())
     return dict(student_over_teacher_speed=teacher_s / student_s, student_s=round(student_s, 4),
                 teacher_s=round(teacher_s, 4), teacher_iterations=int(rec.get("iterations", 0)),
                 teacher_windows_explained=int(rec.get("n_positive_slabs", 0)), teacher_mode=mode,
                 teacher_references=tprof.teacher.n_references, teacher_ig_steps=tprof.teacher.ig_steps,
                 teacher_nt_samples=tprof.teacher.nt_samples,
                 student_trained=student is not None, shape=list(img.shape), profile=prof.name, device=dev,
-                torch_threads=torch.get_num_threads(), student_runs_s=[round(t, 4) for t in times])
+                torch_threads=torch.get_num_threads(), student_runs_s=[round(t, 4) for t in times],
+                student_window=prof.student.sw_roi, student_patch_window_s=round(statistics.median(ptimes), 4),
+                teacher_over_patch_window_student=teacher_s / statistics.median(ptimes),
+                window_mask_dice=(2 * inter / tot) if tot else 1.0)
