@@ -359,7 +359,8 @@ def _write_errors(out: Path, errors: list, pending: list):
 # %% ../nbs/02_data.ipynb #0ec1bdb2
 _REASONS = [("gap of", "missing slice"), ("symlink", "symlink"), ("bad box row", "bad boxes"), ("empty", "empty folder"),
             ("no folder", "no folder"), ("pixel data", "pixel data"), ("PixelData", "pixel data"), ("not finite", "header value"),
-            ("RescaleSlope 0", "header value"), ("series", "series")]
+            ("RescaleSlope 0", "header value"), ("outside the plausible", "header value"),
+            ("pixels; labelup reads at most", "too large"), ("voxels (", "too large"), ("series", "series")]
 
 def _reason(err: str) -> str:
     "A short name for why a study was skipped (for the summary's counts)."

@@ -19,7 +19,7 @@ def test_fine_grid_resolves_segmental_arteries(tmp_path):
 
 def test_fine_profile_runs_every_stage_at_its_shapes(tmp_path):
     js = tmp_path / "fine.json"
-    assert main(["bench", "scale", "--profile", "fine", "--json", str(js), "--study-shape", "24", "256", "256",
+    assert main(["bench", "scale", "--profile", "fine", "--json", str(js), "--study-shape", "8", "256", "256",
                  "--steps", "1", "--quiet"]) == 0
     shapes = {r["stage"]: r["shape"] for r in json.loads(js.read_text())["stages"]}
     assert shapes["classifier training step"][1:] == [7, 256, 256]

@@ -102,7 +102,7 @@ print('OK', labelup.__version__)
 
 
 def test_reproduce_runs_from_the_wheel(wheel):
-    "From an empty folder, with only the wheel on the path: `reproduce` finds the notebooks the wheel carries and runs one."
+    "From an empty folder, with only the wheel on the path: `reproduce` finds the notebooks the wheel carries and runs one (04_phantom, the cheapest)."
     tmp, whl = wheel
     site = tmp / "site2"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
@@ -114,10 +114,11 @@ def test_reproduce_runs_from_the_wheel(wheel):
     r = subprocess.run([sys.executable, "-c", "from labelup.paper.reproduce import find_notebooks; print(find_notebooks())"],
                        cwd=away, env=env, capture_output=True, text=True, timeout=300)
     assert r.stdout.strip() == str(site / "labelup" / "nbs"), r.stdout + r.stderr
-    r = subprocess.run([str(site / "bin" / "labelup"), "reproduce", "--profile", "smoke", "--out", "run", "--notebooks", "21_table1",
+    r = subprocess.run([str(site / "bin" / "labelup"), "reproduce", "--profile", "smoke", "--out", "run", "--notebooks", "04_phantom",
                         "--quiet"], cwd=away, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert (away / "run" / "results" / "table1.md").is_file() and (away / "run" / "notebooks" / "21_table1.ipynb").is_file()
+    assert (away / "run" / "notebooks" / "04_phantom.ipynb").is_file() and (away / "run" / "results" / "README.md").is_file()
+    assert (away / "run" / "data" / "train.csv").is_file()                       # the notebook ran and drew the phantom
 
 
 def _version() -> str:
