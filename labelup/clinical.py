@@ -346,8 +346,8 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
                                   relative_to=root_dir)
                 r["record"]["study"] = st["name"]
                 rec = write_study(r, d, seg=seg, checkpoint_hash=h); written.append(rec)
-            except (InputError, MemoryError) as e:
-                msg = f"{type(e).__name__ if isinstance(e, MemoryError) else ''}{': ' if isinstance(e, MemoryError) else ''}{e}"
+            except Exception as e:   # a study that cannot be segmented (a decoder's error too) is a skip, never the batch's end
+                msg = str(e) if isinstance(e, InputError) else f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
                 _log.error(f"study {st['name']} skipped: {msg}")
                 errors.append(dict(study=st["name"], source=_relative(st["source"], root_dir), error=msg)); rec = None
         if on_study: on_study(rec, k, len(studies))

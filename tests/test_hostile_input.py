@@ -332,3 +332,19 @@ def test_reproduce_finds_notebooks_from_any_folder(tmp_path, monkeypatch):
     from labelup.cli import main as cli
     monkeypatch.chdir(tmp_path)                                   # from an empty folder: the checkout is still found
     assert find_notebooks() == repo / "nbs"
+
+
+def test_an_unexpected_error_in_one_study_is_a_skip(student, tmp_path, monkeypatch):
+    "A failure that is not one of labelup's own checks (a decoder's RuntimeError, say) still costs only its study."
+    import labelup.clinical as clin
+    root, ck = student
+    b = _batch(tmp_path)
+    real = clin.read_input
+    def flaky(source, *a, **k):
+        if Path(source).parent.name == "st2": raise RuntimeError("decoder crashed\nwith a two-line message")
+        return real(source, *a, **k)
+    monkeypatch.setattr(clin, "read_input", flaky)
+    assert segment(ck, b, tmp_path / "out") == 1
+    err = pd.read_csv(tmp_path / "out" / "errors.csv")
+    assert err.source.tolist() == ["st2/se"] and err.error[0] == "RuntimeError: decoder crashed with a two-line message"
+    assert len([d for d in (tmp_path / "out").iterdir() if d.is_dir()]) == 2
