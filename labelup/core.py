@@ -232,9 +232,9 @@ def _synthetic() -> Profile:
         # of a positive study, cutout and MixUp off: the classifier then responds to the clot (the committed run's
         # 22b_evidence: with the clots painted over, 29% of the positive test windows lose > 1 logit; height-matched
         # AUROC 91.2), where the paper's recipe at 2500 iterations had learned the slice's height instead (06_classifier).
-        # amp_cpu (classifier and student): bfloat16 autocast where the CPU has native bf16 (AVX512-BF16 / AMX; float32
-        # elsewhere, `cpu_supports_bf16`): 0.27 -> 0.17 s per classifier step and 0.46 -> 0.30 s per student step on
-        # the 2-core development CPU, which keeps `labelup reproduce --profile synthetic` near 75 minutes.
+        # amp_cpu (classifier and student): bfloat16 autocast is allowed; the engine times both precisions on the first
+        # batch and trains in bfloat16 only where it is measured faster (`labelup.engine.probe_precision`; the run's
+        # runtime.json says which it used).
         classifier=ClassifierCfg(backbone="resnet10t", iterations=6000, batch_size=16, warmup=150, ckpt_every=500,
                                  height_matched=1.0, adjacent_negatives=0.5, adjacent_slices=12,
                                  cutout_prob=0.0, mixup_prob=0.0, amp_cpu=True),
