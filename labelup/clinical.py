@@ -179,7 +179,7 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     mask, aff = reorient(mask, inp["affine"], inp["flips"]); prob = reorient(prob, inp["affine"], inp["flips"])[0]
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
-               voxels=int(mask.sum()), threshold=post["threshold"],
+               voxels=int(mask.sum()), threshold=post["threshold"], window=prof.student.sw_roi,
                filters=post["filter_sizes"] is not None, seconds=round(time.perf_counter() - t0, 3),
                checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
@@ -333,7 +333,7 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
             if rec is not None and rec.get("checkpoint") != h:
                 raise UsageError(f"{short_name(out)}: holds segmentations of another checkpoint ({rec.get('checkpoint')}, not {h} of "
                                  f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
-    want = dict(threshold=prof.student.threshold, filters=bool(prof.student.filter_output))
+    want = dict(threshold=prof.student.threshold, filters=bool(prof.student.filter_output), window=prof.student.sw_roi)
     written, reused, errors = [], [], []
     for k, (st, d) in enumerate(zip(studies, dirs), 1):
         rec = json.loads((d / "record.json").read_text()) if (d / "record.json").is_file() else None

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import (UsageError, atomic_path, configure_threads, cpu_name, cpu_supports_bf16, get_logger, pick_device,
+from .core import (UsageError, atomic_path, configure_threads, cpu_name, get_logger, pick_device,
                           sweep_temporaries, write_json_atomic)
 
 _logger = get_logger("labelup.engine")
@@ -26,8 +26,8 @@ _logger = get_logger("labelup.engine")
 __all__ = ['SLOW_FACTOR', 'warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap',
            'step_rng', 'shared_rng', 'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state',
            'save_checkpoint', 'load_checkpoint', 'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device',
-           'CSVLog', 'train_precision', 'probe_precision', 'choose_precision', 'rank_batch_size', 'step_batches',
-           'tensorboard_writer', 'train_loop']
+           'CSVLog', 'train_precision', 'probe_precision', 'rank_batch_size', 'step_batches', 'tensorboard_writer',
+           'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -188,7 +188,7 @@ class TrainConfig:
     ckpt_every: int = 50           # checkpoint period (iterations); the last iteration is always saved
     keep_ckpts: int = 2            # checkpoints kept on disk (older ones are deleted)
     amp: bool = True               # mixed precision (float16 autocast + GradScaler), used only on CUDA
-    amp_cpu: bool = False          # bfloat16 autocast on a CPU with native bf16 (`labelup.core.cpu_supports_bf16`); no scaler needed
+    amp_cpu: bool = False          # allow bfloat16 autocast on a CPU: used where the first batch measures it faster (no scaler)
     grad_clip: float = 0.0         # max gradient norm (0: off)
     log_every: int = 1             # CSV/progress-bar period (iterations)
     eval_every: int = 0            # call `eval_fn` every this many iterations (0: never during training)
@@ -244,12 +244,15 @@ def _gather_rng(info: DistInfo) -> list:
     return out
 
 # %% ../nbs/05_engine.ipynb #51aaa12f
-def train_precision(cfg: TrainConfig, # `amp` (CUDA float16) and `amp_cpu` (CPU bfloat16)
+def train_precision(cfg: TrainConfig, # `amp` (CUDA float16) and `amp_cpu` (allow bfloat16 on a CPU)
                     device_type: str,  # "cuda" or "cpu"
+                    probe: dict | None = None, # `probe_precision` seconds per step on this CPU (None: not measured)
+                    min_gain: float = 1.1, # bfloat16 must be at least this much faster to be chosen
                    ) -> str:
-    "The precision `train_loop` runs its forward passes in on `device_type`: float16, bfloat16 or float32."
+    "The precision `train_loop` trains in: float16 on CUDA with `amp`; on a CPU bfloat16 only when allowed and measured faster."
     if device_type == "cuda": return "float16" if cfg.amp else "float32"
-    return "bfloat16" if cfg.amp_cpu and device_type == "cpu" and cpu_supports_bf16() else "float32"
+    if not (cfg.amp_cpu and device_type == "cpu" and probe and "bfloat16" in probe): return "float32"
+    return "bfloat16" if probe["float32"] >= min_gain * probe["bfloat16"] else "float32"
 
 def probe_precision(model: nn.Module,  # the network (a copy is timed: weights and norm statistics stay as they are)
                     loss_fn: Callable,  # loss_fn(model, batch) -> loss or (loss, metrics)
@@ -279,16 +282,6 @@ def probe_precision(model: nn.Module,  # the network (a copy is timed: weights a
     finally:
         set_rng_state(st); del net
     return out
-
-def choose_precision(cfg: TrainConfig, # `amp` (CUDA), `amp_cpu` (allow bfloat16 on a CPU)
-                     device_type: str, # "cuda" or "cpu"
-                     probe: dict | None, # `probe_precision` seconds per step (CPU), or None
-                     min_gain: float = 1.1, # bfloat16 must be at least this much faster to be chosen
-                    ) -> str:
-    "The training precision: float16 on CUDA with `amp`; on a CPU bfloat16 only when allowed and measured faster, else float32."
-    if device_type == "cuda": return "float16" if cfg.amp else "float32"
-    if not cfg.amp_cpu or device_type != "cpu" or not probe or "bfloat16" not in probe: return "float32"
-    return "bfloat16" if probe["float32"] >= min_gain * probe["bfloat16"] else "float32"
 
 SLOW_FACTOR = 3.0   # first steps this many times slower than the probe: another process competes for the CPU
 
@@ -358,8 +351,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: warmup_linear(s, cfg.warmup, cfg.iterations, cfg.lr, cfg.final_lr) / cfg.lr)
     threads = configure_threads(workers=cfg.num_workers) if dev.type == "cpu" else torch.get_num_threads()
-    precision = train_precision(cfg, dev.type)   # CUDA: float16 (amp) or float32; a CPU: chosen by a probe below
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == "float16")
+    scaler = torch.amp.GradScaler("cuda", enabled=train_precision(cfg, dev.type) == "float16")
     step = 0
     last = latest_checkpoint(ckpt_dir) if resume else None
     if last is not None:
@@ -400,16 +392,15 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     # the run's record: device, threads, precision (a CPU's chosen by timing both on the first batch), first step times
     rt_path = out_dir / "runtime.json"
     runtime = json.loads(rt_path.read_text()) if step > 0 and rt_path.is_file() else None
-    if runtime is None and step < end and dev.type == "cpu":
-        first = next(batches); batches = itertools.chain([first], batches)
-        probe = probe_precision(model, loss_fn, to_device(first, dev), info.device,
-                                ("float32", "bfloat16") if cfg.amp_cpu else ("float32",))
-        precision = choose_precision(cfg, dev.type, probe)
+    if runtime is None:
+        probe = None
+        if step < end and dev.type == "cpu":
+            first = next(batches); batches = itertools.chain([first], batches)
+            probe = probe_precision(model, loss_fn, to_device(first, dev), info.device,
+                                    ("float32", "bfloat16") if cfg.amp_cpu else ("float32",))
         runtime = dict(device=info.device, cpu=cpu_name(), threads=threads, world_size=info.world_size,
-                       num_workers=cfg.num_workers, precision=precision, probe_s=probe, first_steps_s=None)
-    elif runtime is None:
-        runtime = dict(device=info.device, cpu=cpu_name(), threads=threads, world_size=info.world_size,
-                       num_workers=cfg.num_workers, precision=precision, probe_s=None, first_steps_s=None)
+                       num_workers=cfg.num_workers, precision=train_precision(cfg, dev.type, probe), probe_s=probe,
+                       first_steps_s=None)
     precision = runtime["precision"]   # a resumed run keeps the precision it started with
     use_amp, amp_dtype = precision != "float32", (torch.bfloat16 if precision == "bfloat16" else torch.float16)
     if info.is_main: write_json_atomic(rt_path, runtime)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .core import UsageError, get_logger, load_volume
+from .core import InputError, UsageError, get_logger, load_volume
 
 # %% auto #0
 __all__ = ['STRUCTURE_26', 'NIFTI_SUFFIXES', 'SIDECAR_SUFFIXES', 'label_components', 'match_components', 'match_pes', 'dice',
@@ -99,15 +99,9 @@ def scan_masks(folder) -> tuple[dict[str, Path], list[str]]:
 
 # %% ../nbs/03_evaluation.ipynb #c26ae2c6
 def read_volume(path, what: str = "prediction") -> tuple[np.ndarray, np.ndarray]:
-    "`load_volume` for user files: `(vol[z, y, x], affine)`, or a one-line UsageError when not a readable 3D NIfTI."
-    import nibabel as nib
-    try:
-        shape = nib.load(str(path)).shape
-        if len(shape) == 3: return load_volume(path)
-    except Exception as e:
-        raise UsageError(f"{what} {path}: not a readable NIfTI file ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
-    raise UsageError(f"{what} {path}: expected a 3D volume, got shape {tuple(shape)}")
+    "`load_volume` for user files: `(vol[z, y, x], affine)`, or a one-line UsageError naming what the file was meant to be."
+    try: return load_volume(path)
+    except InputError as e: raise UsageError(f"{what} {e}") from None
 
 def _values(v: np.ndarray) -> str: return f"dtype {v.dtype}, min {float(v.min()):g}, max {float(v.max()):g}"
 

@@ -87,17 +87,20 @@ def activation_bytes(model: nn.Module,  # the network, on its device
                      device: str,       # where the model is
                      amp: bool = False, # bf16 autocast (halves what is kept)
                      channels_last: bool = False,
+                     grad: bool = True, # False: an inference pass (what the outputs cost, an upper bound of what stays alive)
                     ) -> int:
-    "Bytes that one sample's forward keeps for its backward pass: the outputs of every leaf module, measured with hooks."
+    "Bytes that one sample's forward keeps for its backward pass (or, `grad=False`, produces): every leaf module's outputs, by hooks."
     total = [0]
     def hook(m, i, o):
         for t in (o if isinstance(o, (tuple, list)) else [o]):
             if torch.is_tensor(t): total[0] += t.numel() * t.element_size()
     hs = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
-    x = torch.zeros(1, *shape, device=device, requires_grad=True)
-    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
     try:
-        with torch.enable_grad(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp): model(x)
+        with torch.enable_grad() if grad else torch.inference_mode(), \
+             torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
+            x = torch.zeros(1, *shape, device=device, requires_grad=grad)
+            if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+            model(x)
     finally:
         for h in hs: h.remove()
     return total[0]

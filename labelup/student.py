@@ -18,7 +18,7 @@ from .core import (Profile, StudentCfg, UsageError, atomic_path, sweep_temporari
                           pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
-from .explain import cpu_supports_bf16
+from .explain import activation_bytes, cpu_supports_bf16, free_memory
 from .filter import filter_clusters, filter_params
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
@@ -352,18 +352,11 @@ def train_student(cache,            # prepare cache (images)
 SW_ROIS = ("patch", "auto")
 
 def _bytes_per_voxel(model: torch.nn.Module, patch: tuple, device: str, amp: bool) -> float:
-    "What one input voxel costs in inference: every leaf module's output at the training patch (an upper bound), per voxel."
-    total = [0]
-    def hook(m, i, o):
-        for t in (o if isinstance(o, (tuple, list)) else [o]):
-            if torch.is_tensor(t): total[0] += t.numel() * t.element_size()
-    hs = [m.register_forward_hook(hook) for m in model.modules() if not any(True for _ in m.children())]
-    try:
-        with torch.inference_mode(), torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp):
-            model(torch.zeros(1, 1, *patch, device=device))
-    finally:
-        for h in hs: h.remove()
-    return total[0] / float(np.prod(patch))
+    "What one input voxel costs in inference: the leaf outputs at the training patch, per voxel (measured once per model)."
+    key = (tuple(patch), str(device), bool(amp)); memo = model.__dict__.setdefault("_labelup_bytes_per_voxel", {})
+    if key not in memo:
+        memo[key] = activation_bytes(model, (1, *patch), device, amp, grad=False) / float(np.prod(patch))
+    return memo[key]
 
 def inference_window(shape_hwd: tuple,  # (H, W, D) of the network's input (the study after in-plane resizing)
                      patch: tuple,      # the training patch (H, W, D): the smallest window the network was planned for
@@ -395,7 +388,6 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
-    from labelup.explain import free_memory
     if window not in SW_ROIS: raise ValueError(f"window must be one of {SW_ROIS}, got {window!r}")
     dev = pick_device(device)
     x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
@@ -460,7 +452,8 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
     rec = dict(study=name, seconds=round(secs, 4), components=n, voxels=int(mask.sum()), shape=list(mask.shape),
-               threshold=post["threshold"], filters=post["filter_sizes"] is not None, **(record or {}))
+               threshold=post["threshold"], filters=post["filter_sizes"] is not None, window=profile.student.sw_roi,
+               **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec
 
@@ -491,6 +484,7 @@ def segment_studies(cache,            # prepare cache
                              f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
         done = (rec is not None and rec.get("checkpoint") == h and (out / f"{s}.nii.gz").exists()
                 and rec.get("filters", False) == filters and rec.get("threshold") == prof.student.threshold
+                and rec.get("window", "patch") == prof.student.sw_roi
                 and (not probabilities or (out / f"{s}_prob.nii.gz").exists()))
         if not done:
             img, aff = read_study(cache, s)

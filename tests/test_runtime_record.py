@@ -7,6 +7,7 @@ import torch
 
 from labelup.cli import main
 from labelup.core import _THREADS
+from labelup.engine import TrainConfig, train_precision
 
 TINY = ["student.filters=4,8,16", "student.patch_size=32,32,8", "student.sw_step=16,16,4", "student.batch_size=2",
         "student.iterations=2", "student.warmup=1", "student.ckpt_every=2", "student.amp_cpu=true"]
@@ -34,8 +35,7 @@ def test_threads_option_and_runtime_record(toy):
         rt = json.loads((toy / "s" / "runtime.json").read_text())
         assert rt["threads"] == 1 and rt["device"] == "cpu" and rt["world_size"] == 1
         assert set(rt["probe_s"]) == {"float32", "bfloat16"}           # amp_cpu allows bf16: both were timed
-        faster = rt["probe_s"]["bfloat16"] * 1.1 <= rt["probe_s"]["float32"]
-        assert rt["precision"] == ("bfloat16" if faster else "float32")  # chosen by the measurement
+        assert rt["precision"] == train_precision(TrainConfig(amp_cpu=True), "cpu", rt["probe_s"])   # by what it measured
         assert main(argv[:-2 * len(TINY)] + ["--threads", "0"]) == 2    # a bad thread count is one line, exit 2
     finally:
         _THREADS["set"] = None; torch.set_num_threads(before)
