@@ -248,8 +248,10 @@ def _synthetic() -> Profile:
         # - reference `closing` (the input with its clot-sized dark spots filled), and for the 5-reference rows the
         #   closing ladder (explain.CLOSING_SIZES) in place of uniform noise; 22_tables2_3 compares the references
         #   again on each run's validation studies, and Table II compares 1 and 5 references on its test studies.
+        # tune_filter: min_cluster_voxels is a starting point; each run chooses its own on its validation studies
+        # (pipeline.teacher_profile), so the same command on another dataset (--data) does not inherit our phantom's.
         teacher=TeacherCfg(ig_steps=16, min_cluster_voxels=640, reference="closing", extra_references="closing",
-                           mask_fill="closing", agg_threshold=0.2),
+                           mask_fill="closing", agg_threshold=0.2, tune_filter=True),
         bench=BenchCfg(table4_studies=1, teacher_repeats=1, teacher_converged=4, reference_studies=3,
                        evidence_patch_steps=300),
         # 48 x 48 x 24 student patches: several times cheaper per training step on a CPU than 64 x 64 x 32;

@@ -41,6 +41,14 @@ def wheel(tmp_path_factory):
     return tmp, whl
 
 
+def _install(whl, site):
+    "The wheel alone in `site` (its dependencies are this environment's)."
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return site
+
+
 def test_wheel_contents_and_metadata(wheel):
     _, whl = wheel
     with zipfile.ZipFile(whl) as z:
@@ -67,10 +75,7 @@ def test_wheel_contents_and_metadata(wheel):
 
 def test_wheel_installs_and_runs_outside_repo(wheel):
     tmp, whl = wheel
-    site = tmp / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    site = _install(whl, tmp / "site")
     away = tmp / "elsewhere"; away.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
@@ -104,10 +109,7 @@ print('OK', labelup.__version__)
 def test_reproduce_runs_from_the_wheel(wheel):
     "From an empty folder, with only the wheel on the path: `reproduce` finds the notebooks the wheel carries and runs one (04_phantom, the cheapest)."
     tmp, whl = wheel
-    site = tmp / "site2"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    site = _install(whl, tmp / "site2")
     away = tmp / "empty"; away.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "LABELUP_NBS")}
     env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
