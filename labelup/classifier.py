@@ -22,10 +22,10 @@ from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_b
                             save_checkpoint, DistInfo)
 
 # %% auto #0
-__all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'Augment', 'focal_loss', 'slab_store_params',
-           'slab_store', 'height_weights', 'SliceBank', 'class_balance', 'fit_classifier', 'save_classifier',
-           'load_classifier', 'classifier_settings', 'train_classifier', 'score_volume', 'score_study', 'score_studies',
-           'choose_threshold', 'slice_metrics']
+__all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'blur2d', 'Augment', 'focal_loss',
+           'slab_store_params', 'slab_store', 'height_weights', 'SliceBank', 'class_balance', 'fit_classifier',
+           'save_classifier', 'load_classifier', 'classifier_settings', 'train_classifier', 'score_volume',
+           'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
 def preprocess_volume(image_hu_zyx,           # HU volume vol[z, y, x] (numpy or torch)
@@ -74,6 +74,17 @@ def build_classifier(cfg,                    # a Profile or its `classifier` sec
     return SliceClassifier(cfg.backbone, context or 7, cfg.pretrained_path if pretrained else None)
 
 # %% ../nbs/06_classifier.ipynb #c13d5240
+def blur2d(x: torch.Tensor, # (..., H, W)
+           sigma: float,    # Gaussian sigma (pixels)
+          ) -> torch.Tensor:
+    "In-plane Gaussian blur of every slice (separable, reflect padding)."
+    r = max(1, int(round(3 * sigma))); t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2)); k = k / k.sum()
+    sh = x.shape; y = x.reshape(-1, 1, *sh[-2:])
+    y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+    return y.reshape(sh)
+
 class Augment:
     "Stage-1 batch augmentation: flips, small affine, RandCoarseDropout (paper settings), MixUp."
     def __init__(self, profile: Profile):
@@ -102,6 +113,25 @@ class Augment:
             x = x.clone(); x[torch.from_numpy(af)] = F.grid_sample(x[af], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         return x
 
+    def appearance(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        "Per window with `appearance_prob`: another scanner's look (window level and width, gamma, blur, correlated noise)."
+        c, B = self.c, x.shape[0]
+        if c.appearance_prob <= 0: return x
+        on = np.nonzero(rng.random(B) < c.appearance_prob)[0]
+        if not len(on): return x
+        x = x.clone()
+        for i in on:
+            g = float(np.exp(rng.uniform(-0.3, 0.3)))                       # gamma: the lumen-clot-wall contrast
+            a, b = float(rng.uniform(0.85, 1.15)), float(rng.uniform(-0.08, 0.08))   # width and level (+-32 HU at width 400)
+            blur, sd, corr = float(rng.uniform(0, 1.0)), float(rng.uniform(0, 0.04)), float(rng.uniform(0, 1.5))
+            gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            xi = a * x[i].clamp(0, 1) ** g + b
+            if blur > 0.3: xi = blur2d(xi, blur)                            # a softer reconstruction kernel
+            noise = torch.randn(xi.shape, generator=gen, dtype=xi.dtype)
+            if corr > 0.3: noise = blur2d(noise, corr); noise = noise / noise.std().clamp_min(1e-6)   # CT noise is correlated
+            x[i] = (xi + sd * noise).clamp(0, 1)
+        return x
+
     def cut(self, x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         "RandCoarseDropout on each slab, laid out (1, H, W, slices) as in the paper's call."
         out = []
@@ -119,7 +149,7 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator):
         "Augment a batch (B, 7, S, S) in [0, 1] and its targets (B,)."
-        x = self.cut(self.geometric(x, rng), rng)
+        x = self.cut(self.appearance(self.geometric(x, rng), rng), rng)
         return self.mixup(x, y.float(), rng)
 
 # %% ../nbs/06_classifier.ipynb #6594d1b0

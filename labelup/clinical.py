@@ -23,7 +23,7 @@ _log = get_logger("labelup.clinical")
 
 # %% auto #0
 __all__ = ['PE_COLUMNS', 'SEG_REQUIRED', 'SEGMENT_ERROR_COLUMNS', 'list_series', 'pick_series', 'find_studies', 'read_input',
-           'pe_table', 'segment_study', 'seg_sources', 'write_seg', 'write_study', 'segment_inputs']
+           'pe_table', 'segment_study', 'seg_sources', 'write_seg', 'export_seg', 'write_study', 'segment_inputs']
 
 # %% ../nbs/13_clinical.ipynb #75b174ae
 _DICOMDIR = "1.2.840.10008.1.3.10"
@@ -263,6 +263,25 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
         from labelup.core import atomic_path
         with atomic_path(out) as t: seg.save_as(t)
     return out
+
+# %% ../nbs/13_clinical.ipynb #expseg
+def export_seg(mask,                 # a mask NIfTI on the series' own grid or on its prepared (cache) grid
+               series_dir,           # the source DICOM series folder
+               out,                  # the .dcm file to write
+               series_uid: str | None = None, # the series, when the folder holds several
+               checkpoint=None,      # the model that made the mask (its hash goes into the SEG)
+              ) -> dict:
+    "Write the mask file `mask` as a DICOM SEG of `series_dir` (`write_seg`): the SEG's path, its frames with PE and voxels."
+    m, maff = load_volume(mask)
+    vol, geom = read_series(series_dir, series_uid=series_uid)
+    if m.shape != vol.shape: raise UsageError(f"{Path(mask).name}: shape {m.shape} is not the series' {vol.shape}")
+    src = np.asarray(geom["affine"]); flips = orientation_flips(src, Path(series_dir).name)
+    canon = reorient(np.zeros(m.shape, np.uint8), src, flips)[1]
+    if np.allclose(maff, src, atol=1e-3): pass                                    # on the series' own grid
+    elif np.allclose(maff, canon, atol=1e-3): m = reorient(m, canon, flips)[0]    # on the prepared (canonical) grid
+    else: raise UsageError(f"{Path(mask).name}: its affine matches neither the series {Path(series_dir).name} nor its prepared grid")
+    path = write_seg(m, series_dir, out, series_uid, geom["sop_uids"], checkpoint_hash=file_hash(checkpoint) if checkpoint else "")
+    return {"path": path, "frames": int((m != 0).any(axis=(1, 2)).sum()), "voxels": int((m != 0).sum())}
 
 # %% ../nbs/13_clinical.ipynb #a416071a
 def write_study(result: dict,    # what `segment_study` returns

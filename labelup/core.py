@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['SLICE_AXIS', 'PROFILES', 'MAX_SLICE_SIDE', 'MAX_STUDY_VOXELS', 'CHECKPOINT_KINDS', 'DATA_OUTCOME', 'UsageError',
-           'InputError', 'short_name', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg',
+__all__ = ['SLICE_AXIS', 'PROFILES', 'CHOICES', 'MAX_SLICE_SIDE', 'MAX_STUDY_VOXELS', 'CHECKPOINT_KINDS', 'DATA_OUTCOME',
+           'UsageError', 'InputError', 'short_name', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg',
            'outcome_settings', 'FinetuneCfg', 'Profile', 'get_profile', 'profile_keys', 'profile_from_dict',
            'add_profile_args', 'profile_from_args', 'profile_table', 'md_table', 'RunLayout', 'writer_tag',
            'temporary_dir', 'atomic_path', 'sweep_temporaries', 'write_text_atomic', 'write_json_atomic',
@@ -48,6 +48,8 @@ class DataCfg:
     phantom_shape: tuple = (32, 96, 96)  # phantom (slices, rows, columns)
     holdout_regime: str = ""         # phantom contrast regime kept out of training (`labelup.phantom.REGIMES`; "" none)
     transfer_studies: int = 0        # phantom studies drawn only from the held-out regime (the transfer check)
+    family: str = "phantom"          # synthetic data family generated when no real data is given (`labelup.pipeline.FAMILIES`)
+    family_studies: int = 0          # studies of each other family the run's classifier and teacher are scored on, zero-shot
     positive_fraction: float = 0.7   # phantom PE-positive studies (RSPECT train: ~0.3 exams; we enrich)
     image_size: int = 96             # in-plane size fed to networks (paper 512)
     window_center: float = 100.0     # HU window (paper)
@@ -88,6 +90,7 @@ class ClassifierCfg:
     amp_cpu: bool = False            # train in bfloat16 autocast on a CPU with native bf16 (AVX512-BF16, AMX); elsewhere float32
     num_workers: int = field(default=0, metadata={"runtime": True})
     flip_prob: float = 0.5           # left-right flip and slice-order flip, each
+    appearance_prob: float = 0.0     # share of windows given another scanner's look: contrast, gamma, blur, correlated noise (06; 0: off, as the paper)
     affine_prob: float = 0.5         # small random affine (rotation, zoom, shift)
     rotate_deg: float = 10.0
     zoom: float = 0.1                # scale in [1 - zoom, 1 + zoom]
@@ -213,8 +216,8 @@ class Profile:
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/00_core.ipynb #3c4372b4
-def _smoke() -> Profile:   # the transfer check's code path on two held-out-regime studies
-    return Profile(name="smoke", data=DataCfg(holdout_regime="late", transfer_studies=2))
+def _smoke() -> Profile:   # the transfer and cross-family checks' code paths on two studies each
+    return Profile(name="smoke", data=DataCfg(holdout_regime="late", transfer_studies=2, family_studies=2))
 
 def _synthetic() -> Profile:
     return Profile(
@@ -225,7 +228,7 @@ def _synthetic() -> Profile:
         # 400 studies: phantoms are cheap, and a classifier trained from scratch memorises a few dozen (train slice
         # AUROC 0.97, held-out 0.78 on 58 training studies of an earlier, finer-clot draw); 24 test, 24 validation.
         data=DataCfg(n_studies=400, phantom_shape=(64, 128, 128), image_size=128, test_fraction=0.06, val_fraction=0.06,
-                     holdout_regime="late", transfer_studies=16),
+                     holdout_regime="late", transfer_studies=16, family_studies=24),
         # resnet10t, not an EfficientNetV2: trained from scratch on phantom studies, the EfficientNetV2-B0 underfits
         # (held-out slice AUROC 0.75-0.80 on the earlier phantom) where resnet10t learns (06_classifier).
         # 6000 iterations, negatives drawn at the positives' heights (all of them) and half of them next to a PE slice
@@ -323,9 +326,13 @@ _AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifie
 _ANY_NUMBER = {"data.window_center"}
 _ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
 
+CHOICES = {"data.family": ("phantom", "chest"),   # string parameters with a fixed set of values (checked in `get_profile`)
+           "student.sw_roi": ("patch", "auto")}
+
 def _value_problem(key: str, v) -> str | None:
     "Why `v` is not a valid value of the dotted parameter `key` (None when it is)."
     attr = key.partition(".")[2]
+    if isinstance(v, str) and key in CHOICES: return None if v in CHOICES[key] else f"choose one of {', '.join(CHOICES[key])}"
     if isinstance(v, bool) or v is None or isinstance(v, str): return None
     if isinstance(v, tuple):
         return None if all(isinstance(x, (int, float)) and x >= 1 for x in v) else "every entry must be >= 1"

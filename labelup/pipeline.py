@@ -13,9 +13,9 @@ import numpy as np
 from .core import Profile, RunLayout, get_logger
 
 # %% auto #0
-__all__ = ['log', 'ensure_data', 'ensure_transfer', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies',
-           'teacher_studies', 'teacher_profile', 'ensure_teacher', 'ensure_student', 'ensure_predictions',
-           'positive_studies', 'positive_test_studies']
+__all__ = ['log', 'FAMILIES', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer', 'ensure_cache',
+           'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_profile',
+           'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies', 'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -33,12 +33,52 @@ def ensure_data(run, # run folder or RunLayout
         return root
     lay = _layout(run)
     if not (lay.data / "train.csv").exists():
-        from labelup.phantom import make_phantom_dataset, phantom_params
         d = profile.data
-        log.info(f"generating {d.n_studies} phantom studies of shape {d.phantom_shape} in RUN/data")
-        make_phantom_dataset(lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
-                             positive_fraction=d.positive_fraction, params=phantom_params(d.holdout_regime))
+        log.info(f"generating {d.n_studies} {d.family} studies of shape {d.phantom_shape} in RUN/data")
+        make_family_dataset(d.family, lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
+                            positive_fraction=d.positive_fraction, holdout_regime=d.holdout_regime)
     return lay.data
+
+FAMILIES = {   # synthetic data families -> their dataset writer (`module:function`), written independently of each other
+    "phantom": "labelup.phantom:make_phantom_dataset",   # 04_phantom: the anatomical phantom with contrast regimes
+    "chest": "labelup.chest:make_chest_dataset",         # 04b_chest: a second chest simulator (its own anatomy, clots, mimics)
+}
+
+def make_family_dataset(family: str, # a key of `FAMILIES`
+                        out, # dataset root to write (RSPECT layout)
+                        n_studies: int, seed: int = 0, shape=(32, 96, 96), positive_fraction: float = 0.7,
+                        workers: int = 1,
+                        holdout_regime: str = "", # the phantom only: a contrast regime kept out ("" none)
+                       ) -> Path:
+    "Write `n_studies` studies of a synthetic data `family` in the RSPECT layout (each family's own generator)."
+    import importlib
+    if family not in FAMILIES: raise ValueError(f"unknown data family {family!r}; known: {', '.join(FAMILIES)}")
+    mod, fn = FAMILIES[family].split(":")
+    make = getattr(importlib.import_module(mod), fn)
+    kw = dict(seed=seed, shape=tuple(shape), positive_fraction=positive_fraction, workers=workers)
+    if family == "phantom":
+        from labelup.phantom import phantom_params
+        kw["params"] = phantom_params(holdout_regime)
+    return make(out, n_studies, **kw)
+
+def ensure_family(run, # run folder or RunLayout
+                  profile: Profile, # the run's profile (`data.family_studies`, `data.phantom_shape`, seeds)
+                  family: str, # the data family to draw (a key of `FAMILIES`)
+                  workers: int = 2,
+                 ) -> Path:
+    """A prepared cache `RUN/families/<family>/cache` of `data.family_studies` studies of `family` (another seed than
+    the run's own data, so no study is shared even when `family` is the run's): what a classifier trained on one family
+    is scored on, zero-shot, in the cross-family chapter."""
+    from labelup.data import prepare
+    d, lay = profile.data, _layout(run)
+    if d.family_studies < 1: raise ValueError(f"profile {profile.name!r} draws no cross-family studies (data.family_studies)")
+    fl = RunLayout(lay.root / "families" / family)
+    if not (fl.data / "train.csv").exists():
+        log.info(f"generating {d.family_studies} {family} studies in RUN/families/{family}/data")
+        make_family_dataset(family, fl.data, d.family_studies, seed=d.seed + 2000, shape=tuple(d.phantom_shape),
+                            positive_fraction=d.positive_fraction, workers=workers)
+    prepare(fl.data, fl.cache, workers=workers, progress=False)
+    return fl.cache
 
 def ensure_transfer(run, # run folder or RunLayout
                     profile: Profile, # the run's profile (`data.holdout_regime`, `data.transfer_studies`)

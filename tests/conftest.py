@@ -5,3 +5,47 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # One BLAS/OpenMP thread per process: the suite starts multi-process runs (torchrun, papermill kernels) on
 # small CPUs, where oversubscribed OpenMP threads made training several times slower. Set before torch loads.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# The suite runs on pytest-xdist workers (pyproject's addopts: `-n auto --dist loadgroup`), one per core up to
+# four: most of its time is two end-to-end runs (the smoke reproduction, the README walkthrough) that each use one
+# core. A module with a module-scoped fixture keeps all its tests on one worker, so the fixture is built once.
+def pytest_xdist_auto_num_workers(config):
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+    shared = {}
+    for item in items:
+        mod = item.module
+        if mod not in shared:
+            shared[mod] = any(getattr(getattr(v, "_fixture_function_marker", None), "scope", None) == "module"
+                              for v in vars(mod).values())
+        if shared[mod]:
+            item.add_marker(pytest.mark.xdist_group(mod.__name__))
+
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def toy_student():
+    """A function `(root, n_studies, seed) -> (root, data, names, checkpoint)`: toy studies as DICOM (`toy_dataset`), their
+    cache, their boxes as masks and a tiny student trained on them for three steps (what the segment tests run)."""
+    def make(root, n_studies: int, seed: int):
+        from labelup._fixtures import toy_dataset
+        from labelup.core import get_profile, save_volume
+        from labelup.data import list_studies, load_study, prepare
+        from labelup.student import train_student
+        data = toy_dataset(root / "data", n_studies=n_studies, shape=(12, 40, 40), seed=seed, positive_fraction=1.0)
+        prepare(data, root / "cache", progress=False)
+        names = list_studies(root / "cache")
+        for s in names:
+            st = load_study(root / "cache", s)
+            save_volume(root / "masks" / f"{s}.nii.gz", st.boxes, st.affine)
+        tiny = ["student.filters=4,8,16", "student.patch_size=32,32,8", "student.sw_step=16,16,4", "student.batch_size=2",
+                "student.iterations=3", "student.warmup=1", "student.ckpt_every=3"]
+        ck = train_student(root / "cache", root / "masks", root / "student", get_profile("smoke", tiny), names, device="cpu")
+        return root, data, names, ck
+    return make

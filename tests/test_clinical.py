@@ -11,25 +11,11 @@ import pytest
 from labelup.cli import main
 from labelup.core import get_profile, load_volume, save_volume
 
-TINY = ["student.filters=4,8,16", "student.patch_size=32,32,8", "student.sw_step=16,16,4", "student.batch_size=2",
-        "student.iterations=3", "student.warmup=1", "student.ckpt_every=3"]
-
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+def toy(tmp_path_factory, toy_student):
     "Three toy studies (head-first supine, feet-first supine, prone) as DICOM, their cache, and a tiny trained student."
-    from labelup._fixtures import toy_dataset
-    from labelup.data import list_studies, load_study, prepare
-    from labelup.student import train_student
-    root = tmp_path_factory.mktemp("clin")
-    data = toy_dataset(root / "data", n_studies=3, shape=(12, 40, 40), seed=5, positive_fraction=1.0)
-    prepare(data, root / "cache", progress=False)
-    names = list_studies(root / "cache")
-    for s in names:
-        st = load_study(root / "cache", s)
-        save_volume(root / "masks" / f"{s}.nii.gz", st.boxes, st.affine)
-    ck = train_student(root / "cache", root / "masks", root / "student", get_profile("smoke", TINY), names, device="cpu")
-    return root, data, names, ck
+    return toy_student(tmp_path_factory.mktemp("clin"), 3, 5)
 
 
 def test_segment_a_folder_of_studies(toy, tmp_path):

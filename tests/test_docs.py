@@ -133,6 +133,9 @@ def test_docs_check_catches_planted_defects(tmp_path):
     probs = cd.content_problems(bad, tmp_path)
     assert any("raw `|` text" in p for p in probs) and any("absolute path" in p for p in probs), probs
     assert any("flat.png: 1 panel" in p for p in probs), probs
+    printed = ('<div class="cell_output docutils container"><div class="output stream highlight-myst-ansi notranslate">'
+               '<div class="highlight"><pre><span></span>Table I\n\n| a | b |\n|---|---|\n| 1 | 2 |\n</pre></div></div></div>')
+    assert any("printed as text in a cell output" in p for p in cd.content_problems(printed, tmp_path))
     good = ('<table><tr><td>a</td></tr></table><pre>| a | b |\n|---|---|</pre><p>see runs/synthetic/results</p>'
             '<img src="ok.png"><img src="line.png">')
     assert cd.content_problems(good, tmp_path) == []

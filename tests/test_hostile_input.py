@@ -40,19 +40,9 @@ def edit(folder, fn, files=None):
 
 
 @pytest.fixture(scope="module")
-def student(tmp_path_factory):
+def student(tmp_path_factory, toy_student):
     "A tiny student trained for three steps on a toy cache, and that cache."
-    from labelup._fixtures import toy_dataset
-    from labelup.data import list_studies, load_study, prepare
-    from labelup.student import train_student
-    root = tmp_path_factory.mktemp("hostile")
-    data = toy_dataset(root / "data", n_studies=2, shape=(12, 40, 40), seed=7, positive_fraction=1.0)
-    prepare(data, root / "cache", progress=False)
-    names = list_studies(root / "cache")
-    for s in names:
-        st = load_study(root / "cache", s)
-        save_volume(root / "masks" / f"{s}.nii.gz", st.boxes, st.affine)
-    ck = train_student(root / "cache", root / "masks", root / "student", get_profile("smoke", TINY), names, device="cpu")
+    root, _, _, ck = toy_student(tmp_path_factory.mktemp("hostile"), 2, 7)
     return root, ck
 
 

@@ -24,9 +24,9 @@ def run(tmp_path_factory):
                        capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-6000:]
     # the newcomer sees which notebook runs and how long each took
-    for i, nb in enumerate(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "26_bench_teacher",
-                            "23_tables4_5", "24_table6"], 1):
-        assert f"[{i}/8] {nb} (" in r.stdout and f"{nb}" in json.loads((out / "results" / "timings.json").read_text()), r.stdout
+    for i, nb in enumerate(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "22c_families",
+                            "26_bench_teacher", "23_tables4_5", "24_table6"], 1):
+        assert f"[{i}/9] {nb} (" in r.stdout and f"{nb}" in json.loads((out / "results" / "timings.json").read_text()), r.stdout
     assert "Kernel is running over TCP" not in r.stderr
     for nb in (out / "notebooks").glob("*.ipynb"):   # executed notebooks carry no absolute path of the run
         assert str(out) not in nb.read_text() and str(out.resolve()) not in nb.read_text(), nb.name
@@ -59,7 +59,7 @@ def test_every_table_and_figure(run):
     assert (res / "step_convergence.csv").stat().st_size > 0
     assert "Smoke numbers are noise" in readme and "synthetic CTPA phantom" in readme
     nbs = sorted(p.stem for p in (out / "notebooks").glob("*.ipynb"))
-    assert nbs == sorted(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "23_tables4_5", "24_table6",
+    assert nbs == sorted(["04_phantom", "21_table1", "22_tables2_3", "22a_transfer", "22b_evidence", "22c_families", "23_tables4_5", "24_table6",
                           "26_bench_teacher"])
     tr = json.loads((res / "transfer.json").read_text())    # the transfer check ran on the held-out regime's studies
     assert tr["holdout_regime"] == "late" and [r["studies"] for r in tr["rows"]][1] == tr["transfer_studies"]
@@ -72,6 +72,11 @@ def test_every_table_and_figure(run):
     assert "Evidence: does the classifier look at the clot?" in readme and "negatives matched to the positives' height" in readme
     assert set(ev["ig_clot_share"]) == {"zeros", "blur", "closing", "mean"} and ev["ig_windows"] > 0   # IG's share on the clot
     assert "positive IG attribution on the clot, reference closing" in readme
+    fam = json.loads((res / "families.json").read_text())   # the cross-family check: in-family and zero-shot on the chest family
+    assert [(r["trained_on"], r["scored_on"], r["kind"]) for r in fam["rows"]] == [("phantom", "phantom", "in-family"),
+                                                                                     ("phantom", "chest", "zero-shot")]
+    assert fam["rows"][1]["scores"]["studies"] == fam["family_studies"] == 2
+    assert "Cross-family: the classifier and teacher on another simulator" in readme and "| phantom | chest | zero-shot |" in readme
     refs = pd.read_csv(res / "references.csv")               # the IG references compared on validation studies
     assert set(refs.reference) >= {"zeros", "blur", "closing", "mean", "negatives"} and "IG references compared" in readme
     print(f"reproduce --profile smoke: {secs:.0f} s")
@@ -83,7 +88,7 @@ def test_rerun_reuses_stages(run):
     r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(out)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("done earlier, reused") == len(before) == 8, r.stdout   # one line per notebook, each reused
+    assert r.stdout.count("done earlier, reused") == len(before) == 9, r.stdout   # one line per notebook, each reused
     assert "Kernel is running over TCP" not in r.stderr
     assert {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").glob("*.ipynb")} == before  # nothing re-executed
 

@@ -93,6 +93,9 @@ def content_problems(article: str, page_dir: Path) -> list[str]:
     prose = re.sub(r"<(pre|code)\b.*?</\1>", " ", article, flags=re.S)        # code may show a table's source
     text = _text(prose)
     if _PIPE_TABLE.search(text): problems.append("a markdown table shown as raw `|` text (not rendered as a table)")
+    # a cell's printed output (a stream) is shown verbatim: a table printed there is raw text too (display it as Markdown)
+    printed = " ".join(re.findall(r'<div class="output stream[^"]*">.*?</pre>', article, flags=re.S))
+    if _PIPE_TABLE.search(_text(printed)): problems.append("a markdown table printed as text in a cell output (display it as Markdown)")
     # paths in code (cell inputs, fenced examples such as `RUN=/scratch/...`) are the author's; outputs and prose are checked
     shown = re.sub(r'<div class="highlight-[^"]*">.*?</pre>', " ", article, flags=re.S)
     paths = sorted(set(_ABS_PATH.findall(_text(re.sub(r"<code\b.*?</code>", " ", shown, flags=re.S)))))

@@ -12,7 +12,8 @@ from pathlib import Path
 from ..core import RunLayout, UsageError, write_json_atomic, get_profile, write_text_atomic, atomic_path
 
 # %% auto #0
-__all__ = ['RESULT_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'FIGURES', 'find_notebooks', 'reproduce', 'write_results_readme']
+__all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES', 'find_notebooks',
+           'reproduce', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -21,9 +22,13 @@ RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
     ("22_tables2_3", "Tables II and III, Figs. 3, 5 and 6"),
     ("22a_transfer", "the transfer check: scores on a held-out contrast regime"),
     ("22b_evidence", "the evidence check: does the classifier look at the clot?"),
+    ("22c_families", "the cross-family check: the classifier and teacher on another simulator"),
     ("26_bench_teacher", "the teacher benchmark on this run's classifier"),
     ("23_tables4_5", "Tables IV and V, qualitative figures"),
     ("24_table6", "Table VI"),
+]
+OPTIONAL_NOTEBOOKS = [  # run only when named in `notebooks` (`--notebooks`): they train several networks
+    ("22d_recipe", "the stage-1 recipe: each lever trained and scored in-family and zero-shot"),
 ]
 STAGE_DIRS = ("data", "cache", "classifier", "teacher", "student", "pred", "finetune", "results", "notebooks")
 
@@ -49,7 +54,7 @@ def reproduce(profile: str = "smoke", # profile name
               force: bool = False, # rerun every stage even if its outputs exist
               device: str = "auto", # 'cpu', 'cuda' or 'auto'
               overrides: list | None = None, # profile overrides, e.g. ["classifier.iterations=100"]
-              notebooks: list | None = None, # subset of RESULT_NOTEBOOKS names
+              notebooks: list | None = None, # subset of RESULT_NOTEBOOKS names (and OPTIONAL_NOTEBOOKS, run only when named)
               nbs=None, # folder holding the notebooks
               progress: bool = True, # papermill's cell bar
               on_stage=None, # callable(event: dict) at each notebook's start and end (the CLI prints one line each)
@@ -65,13 +70,14 @@ def reproduce(profile: str = "smoke", # profile name
             if (out / d).exists(): shutil.rmtree(out / d)
     nbs = find_notebooks(nbs)
     todo = [n for n, _ in RESULT_NOTEBOOKS if notebooks is None or n in notebooks]
+    todo += [n for n, _ in OPTIONAL_NOTEBOOKS if notebooks is not None and n in notebooks]
     # the notebooks run inside the run folder, so no absolute path (a hospital's folder names) lands in an executed notebook
     params = dict(profile=profile, run_dir=".", data_root=os.path.relpath(Path(data_root).resolve(), out) if data_root else None,
                   device=device, overrides=list(overrides or []))
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
                       data="phantom" if data_root is None else Path(data_root).name))
-    timings, what = {}, dict(RESULT_NOTEBOOKS)
+    timings, what = {}, dict(RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS)
     for i, name in enumerate(todo, 1):
         dst = out / "notebooks" / f"{name}.ipynb"
         ev = dict(index=i, total=len(todo), notebook=name, what=what[name])
@@ -103,7 +109,10 @@ TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterati
           ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning"),
           ("references", "IG references compared on validation studies (the teacher's choice)"),
           ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training"),
-          ("evidence", "Evidence: does the classifier look at the clot?")]
+          ("evidence", "Evidence: does the classifier look at the clot?"),
+          ("families", "Cross-family: the classifier and teacher on another simulator"),
+          ("recipe", "The stage-1 recipe: levers trained and scored in-family and zero-shot")]
+OPTIONAL_TABLES = {"recipe"}   # written only by an optional notebook: left out of the README when absent
 
 FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
            ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),
@@ -187,6 +196,14 @@ def _table_intro(res: Path, stem: str) -> list[str]:
                 "against patches of clot-free artery, scored on the test split's patches (can the grid show the clot?). "
                 "Where the table has them, the IG rows give the mean share of the positive Integrated Gradients "
                 "attribution that lies on the clot, per reference, beside the clot's share of the windows' voxels.", ""]
+    if stem == "families" and (res / "families.json").exists():
+        t = json.loads((res / "families.json").read_text())
+        return [f"The run's classifier and teacher (trained on {t['family']}) scored unchanged on {t['family_studies']} studies "
+                "of each other synthetic family (zero-shot, another seed), beside its own test split (in-family); rows "
+                "`BYOD (retrained)` come from runs of the same profile on the other data (`22c_families`, `other_runs`). "
+                "Slice AUROC, the height-matched AUROC (50: the height alone), the share of PE windows whose logit falls by more "
+                "than 1 when their clots are painted over, and the teacher's PE-level F1, sensitivity and PPV against the "
+                "boxes (percent); below, the teacher by clot size.", ""]
     if stem == "references" and (res / "references.csv").exists():
         import pandas as pd
         r = pd.read_csv(res / "references.csv").iloc[0]
@@ -221,6 +238,7 @@ def write_results_readme(out, profile: str) -> Path:
         L += [""]
     for stem, title in TABLES:
         md = res / f"{stem}.md"
+        if stem in OPTIONAL_TABLES and not md.exists(): continue
         L += [f"## {title}", ""] + _table_intro(res, stem)
         L += [md.read_text().strip() if md.exists() else "_not produced in this run_ (its notebook did not write it: see that notebook's output in `notebooks/`)", ""]
     figs, missing = sorted(res.glob("*.png")), _missing_figures(Path(out), res)

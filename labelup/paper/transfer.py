@@ -25,10 +25,11 @@ def domain_scores(checkpoint, # stage-1 model.pt
                   profile: Profile, # the run's profile
                   masks_dir=None, # true masks (phantom) for a second, stricter teacher score
                   device: str | None = None,
+                  scores: pd.DataFrame | None = None, # the classifier's slice scores of `studies`, when already computed
                  ) -> dict:
     "Slice AUROC of the classifier on `studies`, and the teacher's PE-level scores on their PE-positive studies."
-    model, _ = load_classifier(checkpoint, device)
-    sc = score_studies(model, cache, studies, profile)
+    if scores is None: scores = score_studies(load_classifier(checkpoint, device)[0], cache, studies, profile)
+    sc = scores
     m = slice_metrics(sc.label, sc.prob)
     pos = sorted(sc[sc.label > 0].StudyInstanceUID.unique())
     out = dict(studies=len(studies), positive_studies=len(pos), slices=m["n_slices"], positive_slices=m["n_positive"],
