@@ -608,21 +608,37 @@ def study_exam_labels(st: PhantomStudy) -> dict:
     return d
 
 # %% ../nbs/04_phantom.ipynb #e3d17f74
+# a data family's name -> "module:function" making one study; looked up lazily, so this module imports no family
+_FAMILIES = {"phantom": "labelup.phantom:phantom_study", "chest": "labelup.chest:chest_study"}
+
+def _family_uid(family: str, *parts) -> str:
+    "A 12-hex identifier within a data family (the first family, `phantom`, keeps its own ids)."
+    return _uid(*parts) if family == "phantom" else _uid(family, *parts)
+
+def _study_fn(family: str):
+    "The study function of a data family: `(seed, index, shape, positive, params) -> PhantomStudy`."
+    import importlib
+    if family not in _FAMILIES: raise ValueError(f"unknown data family {family!r}; choose one of {sorted(_FAMILIES)}")
+    mod, fn = _FAMILIES[family].split(":")
+    return getattr(importlib.import_module(mod), fn)
+
 def _study_job(args):
     "Write one phantom study (DICOM series, masks, sidecar record); skip it when its record already matches."
-    out, seed, index, shape, positive, params = args
+    out, seed, index, shape, positive, params, *rest = args
+    family = rest[0] if rest else "phantom"
     out = Path(out)
-    study = _uid("study", seed, index)
+    study = _family_uid(family, "study", seed, index)
     rec_path = out / "phantom" / f"{study}.json"
     key = dict(seed=int(seed), index=int(index), shape=[int(s) for s in shape], positive=bool(positive),
                params=asdict(params))
+    if family != "phantom": key["family"] = family   # a folder of one family is never taken for the other
     key = json.loads(json.dumps(key))
     if rec_path.exists():
         rec = json.loads(rec_path.read_text())
         if rec.get("key") == key and (out / "train" / study).is_dir() and (out / "masks" / f"{study}.nii.gz").exists():
             return rec
     t0 = time.perf_counter()
-    st = phantom_study(seed, index, shape, positive, params)
+    st = _study_fn(family)(seed, index, shape, positive, params)
     tmp = out / ".tmp" / study
     if tmp.exists(): shutil.rmtree(tmp)
     write_series(st.hu, tmp / st.series, st.study, st.series, st.sops, spacing=st.spacing, origin=st.origin,
@@ -654,14 +670,21 @@ def make_phantom_dataset(out,                          # dataset root to write (
     """Write a synthetic CTPA dataset: `OUT/train/<Study>/<Series>/<SOP>.dcm`, `OUT/train.csv`, `OUT/boxes.csv`,
     `OUT/masks/<Study>.nii.gz` (PE), `OUT/vessels/<Study>.nii.gz` (1 artery, 2 vein), `OUT/phantom/<Study>.json`.
     Finished studies are skipped on a rerun; every file is written atomically."""
+    return _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress)
+
+
+def _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress, family="phantom") -> Path:
+    "The writer behind `make_phantom_dataset`, for any data family in `_FAMILIES`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     shape = tuple(int(s) for s in shape)
     if n_studies < 1: raise ValueError(f"n_studies must be at least 1, got {n_studies}")
     pos = _positives(n_studies, positive_fraction, seed)
-    jobs = [(str(out), int(seed), i, shape, bool(pos[i]), params) for i in range(n_studies)]
+    _study_fn(family)                                  # an unknown family fails here, before any work
+    jobs = [(str(out), int(seed), i, shape, bool(pos[i]), params) + ((family,) if family != "phantom" else ())
+            for i in range(n_studies)]
     if workers > 1 and n_studies > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, n_studies)) as ex: it = list(_progress(ex.map(_study_job, jobs), n_studies, progress))
-    else: it = list(_progress(map(_study_job, jobs), n_studies, progress))
+        with ProcessPoolExecutor(max_workers=min(workers, n_studies)) as ex: it = list(_progress(ex.map(_study_job, jobs), n_studies, progress, family))
+    else: it = list(_progress(map(_study_job, jobs), n_studies, progress, family))
     keep = {r["study"] for r in it}
     if (out / "phantom.json").exists():                # studies of an earlier, larger run: remove, never mix
         for s in set(json.loads((out / "phantom.json").read_text()).get("studies", [])) - keep:
@@ -676,15 +699,16 @@ def make_phantom_dataset(out,                          # dataset root to write (
             boxes.append([rec["study"], rec["series"], rec["sops"][z], x, y, w, h])
     with atomic_path(out / "train.csv") as t: pd.DataFrame(rows, columns=TRAIN_COLUMNS).to_csv(t, index=False)
     with atomic_path(out / "boxes.csv") as t: pd.DataFrame(boxes, columns=BOX_COLUMNS).to_csv(t, index=False)
-    write_json_atomic(out / "phantom.json", dict(n_studies=n_studies, seed=seed, shape=list(shape),
-                      positive_fraction=positive_fraction, params=asdict(params), studies=[r["study"] for r in it]))
+    meta = dict(n_studies=n_studies, seed=seed, shape=list(shape), positive_fraction=positive_fraction,
+                params=asdict(params), studies=[r["study"] for r in it])
+    write_json_atomic(out / "phantom.json", meta if family == "phantom" else dict(family=family, **meta))
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     return out
 
-def _progress(it, total, on):
+def _progress(it, total, on, desc="phantom"):
     if not on: return it
     from tqdm.auto import tqdm
-    return tqdm(it, total=total, desc="phantom", unit="study")
+    return tqdm(it, total=total, desc=desc, unit="study")
 
 # %% ../nbs/04_phantom.ipynb #6fcdb10b
 def phantom_summary(out) -> pd.DataFrame:

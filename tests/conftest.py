@@ -7,23 +7,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-# The suite runs on pytest-xdist workers (pyproject's addopts: `-n auto --dist loadgroup`), one per core up to
-# four: most of its time is two end-to-end runs (the smoke reproduction, the README walkthrough) that each use one
-# core. A module with a module-scoped fixture keeps all its tests on one worker, so the fixture is built once.
+# The suite runs on pytest-xdist workers (pyproject's addopts: `-n auto --dist loadfile`), one per core up to four:
+# most of its time is two end-to-end runs (the smoke reproduction, the README walkthrough) that each use one core.
+# Whole files go to one worker, so a module-scoped fixture (a trained toy model, the smoke run) is built once.
+# (`--dist loadgroup` would need pytest-xdist to rename test ids, which pytest 9 no longer lets it do.)
 def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
-
-
-def pytest_collection_modifyitems(config, items):
-    import pytest
-    shared = {}
-    for item in items:
-        mod = item.module
-        if mod not in shared:
-            shared[mod] = any(getattr(getattr(v, "_fixture_function_marker", None), "scope", None) == "module"
-                              for v in vars(mod).values())
-        if shared[mod]:
-            item.add_marker(pytest.mark.xdist_group(mod.__name__))
 
 
 import pytest
