@@ -224,23 +224,26 @@ def cli_phantom(out: out_dir, # output folder (created)
                 seed: int = None, # random seed: same seed, same dataset (default 0, or the profile's)
                 shape: Shape = None, # slices, rows, columns (default 32 96 96, or the profile's; the paper's geometry is about 250 512 512)
                 positive_fraction: float = None, # fraction of PE-positive studies (default 0.7, or the profile's)
+                family: Literal["phantom", "chest"] = None, # synthetic data family (default phantom, or the profile's data.family)
                 workers=1):
     """Write a synthetic CTPA dataset in RSPECT layout: DICOM series, train.csv (slice and exam labels), boxes.csv
     (one box per PE per slice) and ground-truth masks (masks/<Study>.nii.gz on the grid `prepare` produces). With
     --profile, the profile's grid, study count, seed, positive fraction and held-out contrast regime are the defaults."""
-    from labelup.phantom import make_phantom_dataset, phantom_params, phantom_summary
+    from labelup.phantom import phantom_summary
+    from labelup.pipeline import make_family_dataset
     d = profile_from_args(opts).data if opts.profile or opts.overrides else None
     pick = lambda v, key, dflt: v if v is not None else (getattr(d, key) if d is not None else dflt)
     studies, seed = pick(studies, "n_studies", 8), pick(seed, "seed", 0)
     shape, frac = tuple(pick(shape, "phantom_shape", (32, 96, 96))), pick(positive_fraction, "positive_fraction", 0.7)
     if studies < 1: raise OptionError("--studies must be at least 1")
     if min(shape) < 8: raise OptionError("--shape values must be at least 8")
-    held = d.holdout_regime if d is not None else ""
+    family = pick(family, "family", "phantom")
+    held = d.holdout_regime if d is not None and family == "phantom" else ""
     t = time.perf_counter()
-    make_phantom_dataset(out, studies, seed=seed, shape=shape, positive_fraction=frac, workers=workers,
-                         params=phantom_params(held), progress=sys.stderr.isatty())
+    make_family_dataset(family, out, studies, seed=seed, shape=shape, positive_fraction=frac, workers=workers,
+                        holdout_regime=held, progress=sys.stderr.isatty())
     s = phantom_summary(out)
-    print(f"wrote {len(s)} studies of {shape[0]} x {shape[1]} x {shape[2]} ({int(s.positive.sum())} PE-positive, "
+    print(f"wrote {len(s)} {family} studies of {shape[0]} x {shape[1]} x {shape[2]} ({int(s.positive.sum())} PE-positive, "
           f"{int(s.slices.sum())} slices, {int(s.pe_slices.sum())} PE slices, {int(s.boxes.sum())} boxes"
           f"{', without the ' + held + ' contrast regime' if held else ''}) to {out} in {time.perf_counter() - t:.1f} s")
 

@@ -49,13 +49,14 @@ def make_family_dataset(family: str, # a key of `FAMILIES`
                         n_studies: int, seed: int = 0, shape=(32, 96, 96), positive_fraction: float = 0.7,
                         workers: int = 1,
                         holdout_regime: str = "", # the phantom only: a contrast regime kept out ("" none)
+                        progress: bool = False, # tqdm progress bar
                        ) -> Path:
     "Write `n_studies` studies of a synthetic data `family` in the RSPECT layout (each family's own generator)."
     import importlib
     if family not in FAMILIES: raise ValueError(f"unknown data family {family!r}; known: {', '.join(FAMILIES)}")
     mod, fn = FAMILIES[family].split(":")
     make = getattr(importlib.import_module(mod), fn)
-    kw = dict(seed=seed, shape=tuple(shape), positive_fraction=positive_fraction, workers=workers)
+    kw = dict(seed=seed, shape=tuple(shape), positive_fraction=positive_fraction, workers=workers, progress=progress)
     if family == "phantom":
         from labelup.phantom import phantom_params
         kw["params"] = phantom_params(holdout_regime)
