@@ -100,7 +100,10 @@ class ClassifierCfg:
 @dataclass
 class TeacherCfg:
     "Stage 2: Integrated Gradients teacher (paper III.B, Algorithm 1)."
-    ig_steps: int = 16
+    ig_steps: int = 16               # IG points of the plain reference (captum Gauss-Legendre): the fidelity the fast teacher must match
+    ig_rule: str = "gausslegendre"   # the fast teacher's IG quadrature (captum's names: gausslegendre, riemann_middle, riemann_trapezoid,
+                                     # riemann_left, riemann_right); the plain reference always uses gausslegendre (07_explain)
+    ig_rule_steps: int = 0           # IG points of the fast teacher's rule (0: ig_steps)
     internal_batch_size: int = field(default=16, metadata={"runtime": True})  # IG samples per pass (speed, memory); 0: sized to free memory
     ig_memory_fraction: float = field(default=0.7, metadata={"runtime": True})  # share of free memory IG may use when sized automatically
     batch_references: bool = field(default=True, metadata={"runtime": True})  # fast teacher: every reference of a window in one IG call
@@ -128,7 +131,7 @@ class TeacherCfg:
     extra_references: str = "noise"  # kind of references 2..n_references (uniform noise)
     reference_pool: int = 64         # negative training windows the `negatives` reference draws from (expected gradients)
     agg_threshold: float = 0.3       # Gaussian-weighted vote of the windows needed to label a voxel
-    tune_filter: bool = False        # choose min_cluster_voxels on the run's validation studies (10_teacher, `teacher_profile`)
+    tune_filter: bool = False        # choose min_cluster_voxels and agg_threshold on the run's validation studies (10_teacher, `teacher_profile`)
 
 @dataclass
 class StudentCfg:

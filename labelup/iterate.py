@@ -20,7 +20,7 @@ from .data import slab_indices
 # %% auto #0
 __all__ = ['MASK_FILLS', 'neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs',
            'iterate_slab', 'algorithm1_args', 'window_label_dice', 'aggregation_weights', 'aggregate_slabs',
-           'labels_at', 'TeachResult', 'teach_volume']
+           'aggregate_votes', 'labels_at', 'TeachResult', 'teach_volume']
 
 # %% ../nbs/08_iterate.ipynb #26e7f760
 def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
@@ -195,6 +195,23 @@ def aggregate_slabs(discs: dict, # window centre -> (7, H, W) uint8 iteration of
             out[s][(vote >= threshold - 1e-9) & (out[s] == 0)] = k
     return out
 
+def aggregate_votes(discs: dict, # window centre -> (7, H, W) uint8 iteration of discovery
+                    n_slices: int, # slices in the study
+                    shape_hw: tuple, # (H, W)
+                    sigma: float = 0.8, # Gaussian sigma (slices)
+                    context: int = 7, # window size
+                   ) -> np.ndarray:
+    """`(Z, H, W)` float32: each voxel's weighted vote after all iterations. `aggregate_slabs` labels a voxel at some
+    iteration exactly when this vote reaches its threshold, so one vote map scores every threshold (`10_teacher`)."""
+    W = aggregation_weights(n_slices, sigma, context)
+    out = np.zeros((n_slices, *shape_hw), np.float32)
+    for cz, d in discs.items():
+        d = np.asarray(d); idx = slab_indices(cz, n_slices, context)
+        for s in np.unique(idx):
+            m = (d[idx == s] > 0).any(0)
+            if m.any(): out[s] += np.float32(W[s, cz]) * m
+    return out
+
 def labels_at(disc: np.ndarray, # iteration-of-discovery volume
               k: int | None = None, # iterations (None: all)
              ) -> np.ndarray:
@@ -209,11 +226,13 @@ class TeachResult:
     disc: np.ndarray  # uint8 iteration of discovery (0 = not labelled), unfiltered
     heat: np.ndarray | None  # aggregated heatmap (optional)
     record: dict  # iterations, clusters per iteration, probabilities, time
+    vote: np.ndarray | None = None  # weighted vote after all iterations (optional, `aggregate_votes`)
 
 def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                  vol: torch.Tensor, # (Z, S, S) windowed study in [0, 1]
                  profile: Profile, # the run's profile
                  keep_heat: bool = False, # also aggregate the heatmaps
+                 keep_vote: bool = False, # also return the vote map (scores every vote threshold at once)
                  gate_batch: int = 32, # slabs per gating forward and per lockstep chunk (fast teacher)
                  progress=None, # optional callable(done, total) over the positive slabs
                 ) -> TeachResult:
@@ -256,4 +275,5 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                   bf16=bool(getattr(explainer, "amp", False)), bf16_score=getattr(explainer, "bf16_score", None),
                   quadrature_score=getattr(explainer, "quadrature_score", None),
                   time_s=round(time.perf_counter() - t0, 3))
-    return TeachResult(disc, heat, record)
+    vote = aggregate_votes(discs, Z, (H, W), c.agg_sigma, ctx) if keep_vote else None
+    return TeachResult(disc, heat, record, vote)

@@ -140,7 +140,7 @@ def teacher_studies(run, profile: Profile, data_root=None) -> list[str]:
 
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
-    chosen on the run's positive validation studies (`labelup.teacher.choose_size_filter`; the teacher labels them once
+    and vote threshold chosen on the run's positive validation studies (`labelup.teacher.choose_filters`; the teacher labels them once
     into `RUN/teacher_tuning/`, which keeps `choice.json` and `sweep.csv`)."""
     import json
     if not profile.teacher.tune_filter: return profile
@@ -148,18 +148,21 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     lay = _layout(run); out = lay.root / "teacher_tuning"
     f = out / "choice.json"
     if not f.is_file():
-        from labelup.teacher import choose_size_filter, pseudo_label
+        from labelup.teacher import choose_filters, pseudo_label
         val = positive_studies(lay, profile, data_root, "val")
         if not val: raise ValueError("teacher.tune_filter: the run has no PE-positive validation study to choose on")
         ckpt = ensure_classifier(lay, profile, data_root, device)
-        pseudo_label(lay.cache, ckpt, out, profile, studies=val, device=device)
-        mcv, table = choose_size_filter(out, lay.cache, val, profile)
+        pseudo_label(lay.cache, ckpt, out, profile, studies=val, device=device, votes=True)
+        choice, table = choose_filters(out, lay.cache, val, profile)
         table.to_csv(out / "sweep.csv", index=False)
-        write_json_atomic(f, dict(min_cluster_voxels=mcv, profile_min_cluster_voxels=profile.teacher.min_cluster_voxels,
-                                  studies=len(val)))
-        log.info(f"teacher.tune_filter: min_cluster_voxels {profile.teacher.min_cluster_voxels} -> {mcv} (paper units), "
+        write_json_atomic(f, dict(choice, profile_min_cluster_voxels=profile.teacher.min_cluster_voxels,
+                                  profile_agg_threshold=profile.teacher.agg_threshold, studies=len(val)))
+        log.info(f"teacher.tune_filter: min_cluster_voxels {profile.teacher.min_cluster_voxels} -> {choice['min_cluster_voxels']} "
+                 f"(paper units), agg_threshold {profile.teacher.agg_threshold} -> {choice['agg_threshold']}, "
                  f"chosen on {len(val)} validation studies")
-    return get_profile(profile, {"teacher.min_cluster_voxels": int(json.loads(f.read_text())["min_cluster_voxels"])})
+    ch = json.loads(f.read_text())
+    return get_profile(profile, {"teacher.min_cluster_voxels": int(ch["min_cluster_voxels"]),
+                                 "teacher.agg_threshold": float(ch.get("agg_threshold", profile.teacher.agg_threshold))})
 
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."

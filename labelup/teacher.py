@@ -25,8 +25,9 @@ from .iterate import labels_at, teach_volume, window_label_dice
 from .filter import filter_mask
 
 # %% auto #0
-__all__ = ['SIZE_LADDER', 'to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives', 'negative_windows',
-           'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label', 'choose_size_filter']
+__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives',
+           'negative_windows', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
+           'choose_filters', 'choose_size_filter']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -84,16 +85,18 @@ def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the c
                         profile: Profile, # the run's profile
                         heatmap: bool = False, # also return the aggregated heatmap
                         preprocess=None, # callable(image, profile) -> (Z, S, S); default labelup.classifier.preprocess_volume
+                        vote: bool = False, # also return the vote map (`labelup.iterate.aggregate_votes`) on the cache grid
                        ) -> dict:
     "Teacher on one study: filtered label, iteration of discovery (unfiltered) and heatmap on the cache grid + record."
     vol = (preprocess or preprocess_volume)(image, profile)
     explainer.new_study()  # bf16 / step-count decisions are taken per study: labels do not depend on the order
-    res = teach_volume(explainer, vol, profile, keep_heat=heatmap)
+    res = teach_volume(explainer, vol, profile, keep_heat=heatmap, keep_vote=vote)
     shape = np.shape(image)
     disc = to_cache_grid(res.disc, shape, "nearest")
     label = filter_mask(labels_at(disc), profile)
     heat = to_cache_grid(res.heat, shape, "bilinear") if heatmap else None
-    return dict(label=label.astype(np.uint8), disc=disc.astype(np.uint8), heat=heat, record=res.record)
+    votes = to_cache_grid(res.vote, shape, "nearest") if vote else None   # nearest, as `disc`: vote >= threshold <=> disc > 0
+    return dict(label=label.astype(np.uint8), disc=disc.astype(np.uint8), heat=heat, vote=votes, record=res.record)
 
 # %% ../nbs/10_teacher.ipynb #6b4ded8f
 def load_teacher_model(checkpoint, # a classifier `model.pt`, or an `nn.Module` (tests, notebooks)
@@ -129,6 +132,7 @@ def pseudo_label(cache, # `prepare` cache folder
                  studies: list | None = None, # studies to label (default: every study in the cache)
                  device: str | None = None, # 'cpu', 'cuda', None: auto (cuda:LOCAL_RANK under torchrun)
                  heatmaps: bool = False, # also write OUT/heatmaps/<Study>.nii.gz
+                 votes: bool = False, # also write OUT/votes/<Study>.nii.gz (the vote map: every vote threshold's label)
                  on_study=None, # callable(record, done, total) after each study (the CLI's progress bar)
                  fast: bool = True, # the fast teacher (False: the plain captum reference)
                  preprocess=None, # callable(image, profile); default labelup.classifier.preprocess_volume
@@ -147,7 +151,7 @@ def pseudo_label(cache, # `prepare` cache folder
     settings = teacher_settings(profile)
     mine = shard(sorted(studies if studies is not None else list_studies(cache)), rank, world_size)
     out = claim_output(out, dict(settings=settings, checkpoint=ckpt_hash), force, "set of pseudo-labels"); sweep_temporaries(out)
-    todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash)]
+    todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash) or (votes and not (out / "votes" / f"{s}.nii.gz").exists())]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]
     if records: log.info(f"pseudo-label: {len(records)} studies already finished, {len(todo)} to do")
     pool = None
@@ -159,9 +163,10 @@ def pseudo_label(cache, # `prepare` cache folder
     for s in todo:
         st = load_study(cache, s)
         t0 = time.perf_counter()
-        r = pseudo_label_volume(explainer, st.image, profile, heatmap=heatmaps, preprocess=preprocess)
+        r = pseudo_label_volume(explainer, st.image, profile, heatmap=heatmaps, preprocess=preprocess, vote=votes)
         save_volume(out / "iterations" / f"{s}.nii.gz", r["disc"], st.affine, np.uint8)
         if heatmaps: save_volume(out / "heatmaps" / f"{s}.nii.gz", r["heat"], st.affine, np.float32)
+        if votes: save_volume(out / "votes" / f"{s}.nii.gz", r["vote"], st.affine, np.float32)
         save_volume(out / f"{s}.nii.gz", r["label"], st.affine, np.uint8)
         rec = dict(study=s, settings=settings, checkpoint=ckpt_hash, fast=fast, device=str(device),
                    label_voxels=int(r["label"].sum()), unfiltered_voxels=int((r["disc"] > 0).sum()),
@@ -182,29 +187,44 @@ def _box_reference(truth_dir, study: str, shape) -> np.ndarray:
     f = truth_studies(truth_dir, include_negatives=True).get(study)
     return (load_volume(f)[0] > 0) if f is not None else np.zeros(shape, bool)
 
-def choose_size_filter(pseudo_dir, # a `pseudo_label` output folder holding `iterations/<Study>.nii.gz`
-                       truth_dir,  # the reference: a prepare cache (boxes) or a folder of masks
-                       studies: list, # validation studies (never the test studies)
-                       profile: Profile, # the profile's minimum size and distance filter
-                       ladder=SIZE_LADDER, # multiples of the profile's minimum size to try
-                      ) -> tuple[int, pd.DataFrame]:
-    "`(teacher.min_cluster_voxels, table)`: the minimum cluster size (paper units) with the best PE-level F1 on `studies`."
+VOTE_LADDER = (0.1, 0.2, 0.3, 0.4, 0.5)   # vote thresholds tried (`teacher.agg_threshold`) where the vote maps are kept
+
+def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.nii.gz` (or only `iterations/`)
+                   truth_dir,  # the reference: a prepare cache (boxes) or a folder of masks
+                   studies: list, # validation studies (never the test studies)
+                   profile: Profile, # the profile's vote threshold, minimum size and distance filter
+                   ladder=SIZE_LADDER, # multiples of the profile's minimum size to try
+                   votes=VOTE_LADDER, # vote thresholds to try (only where the vote maps were kept)
+                  ) -> tuple[dict, pd.DataFrame]:
+    """`({min_cluster_voxels, agg_threshold}, table)`: the minimum cluster size (paper units) and vote threshold with the
+    best PE-level F1 on `studies`, on a tie the pair nearest the profile's. Without vote maps only the size is chosen."""
     from labelup.evaluation import match_pes, detection_scores
     from labelup.filter import filter_clusters, filter_params
-    labs = {s: labels_at(load_volume(Path(pseudo_dir) / "iterations" / f"{s}.nii.gz")[0]) for s in studies}
-    if not labs: raise ValueError("choose_size_filter: no validation studies")
-    hw = next(iter(labs.values())).shape[1:]
+    if not studies: raise ValueError("choose_filters: no validation studies")
+    pdir, c = Path(pseudo_dir), profile.teacher
+    voted = bool(votes) and all((pdir / "votes" / f"{s}.nii.gz").exists() for s in studies)
+    maps = {s: load_volume(pdir / ("votes" if voted else "iterations") / f"{s}.nii.gz")[0] for s in studies}
+    hw = next(iter(maps.values())).shape[1:]
     base, dist = filter_params(profile, hw)
-    sizes = sorted({max(1, int(round(base * m))) for m in ladder})
+    refs = {s: _box_reference(truth_dir, s, m.shape) for s, m in maps.items()}
     rows = []
-    for k in sizes:
-        tp = fp = fn = 0
-        for s, lab in labs.items():
-            m = match_pes(filter_clusters(lab, k, dist)[0], _box_reference(truth_dir, s, lab.shape))
-            tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
-        rows.append(dict(min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn)))
-    t = pd.DataFrame(rows)
-    t["f1_"] = t.f1.fillna(-1.0); t["off"] = (t.min_voxels - base).abs()
-    best = int(t.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0].min_voxels)
-    t = t.drop(columns=["f1_", "off"]); t["chosen"] = t.min_voxels == best
-    return int(round(best * 512 ** 2 / (hw[0] * hw[1]))), t
+    for t in (sorted(set(votes) | {c.agg_threshold}) if voted else [c.agg_threshold]):
+        labs = {s: (m >= t - 1e-6) if voted else labels_at(m) for s, m in maps.items()}
+        for k in sorted({max(1, int(round(base * m))) for m in ladder}):
+            tp = fp = fn = 0
+            for s, lab in labs.items():
+                m = match_pes(filter_clusters(lab, k, dist)[0], refs[s])
+                tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
+            rows.append(dict(agg_threshold=float(t), min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn)))
+    tab = pd.DataFrame(rows)
+    key = tab.assign(f1_=tab.f1.fillna(-1.0), off=(tab.min_voxels - base).abs() / base + (tab.agg_threshold - c.agg_threshold).abs())
+    best = key.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0]
+    tab["chosen"] = (tab.min_voxels == best.min_voxels) & (tab.agg_threshold == best.agg_threshold)
+    return dict(min_cluster_voxels=int(round(int(best.min_voxels) * 512 ** 2 / (hw[0] * hw[1]))),
+                agg_threshold=float(best.agg_threshold)), tab
+
+def choose_size_filter(pseudo_dir, truth_dir, studies: list, profile: Profile, ladder=SIZE_LADDER) -> tuple[int, pd.DataFrame]:
+    "`(teacher.min_cluster_voxels, table)`: `choose_filters` at the profile's vote threshold (the size alone)."
+    choice, tab = choose_filters(pseudo_dir, truth_dir, studies, profile, ladder, votes=())
+    return choice["min_cluster_voxels"], tab
+

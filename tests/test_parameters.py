@@ -31,3 +31,12 @@ def test_result_notebooks_take_reproduce_parameters():
         src = "".join(src) if isinstance(src, list) else src
         names = {l.split("=")[0].strip() for l in src.splitlines() if "=" in l and not l.lstrip().startswith("#")}
         assert passed <= names, f"{name}: no parameter {sorted(passed - names)}"
+
+
+def test_result_notebooks_skip_their_export_cell():
+    "papermill runs a result notebook in its run folder, outside the project: its `nbdev_export` cell is tagged skip-execution."
+    from labelup.paper.reproduce import OPTIONAL_NOTEBOOKS, RESULT_NOTEBOOKS
+    for name, _ in RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS:
+        for c in json.loads((ROOT / "nbs" / f"{name}.ipynb").read_text())["cells"]:
+            if "nbdev_export()" in "".join(c["source"]):
+                assert "skip-execution" in c.get("metadata", {}).get("tags", []), name

@@ -15,10 +15,13 @@ def test_size_filter_chosen_on_validation(tmp_path):
     ch = json.loads((tmp_path / "teacher_tuning" / "choice.json").read_text())
     sweep = pd.read_csv(tmp_path / "teacher_tuning" / "sweep.csv")
     assert tuned.teacher.min_cluster_voxels == ch["min_cluster_voxels"] and ch["profile_min_cluster_voxels"] == 100
+    assert tuned.teacher.agg_threshold == ch["agg_threshold"] and ch["profile_agg_threshold"] == p.teacher.agg_threshold
+    assert sweep.agg_threshold.nunique() > 1                                           # the vote threshold was swept too
     assert sweep.chosen.sum() == 1 and sweep.f1.fillna(-1).max() == sweep[sweep.chosen].f1.fillna(-1).iloc[0]
     val = positive_studies(tmp_path, p, None, "val")
     test = ensure_split(tmp_path, p, None)["test"]
     labelled = sorted(f.name[:-5] for f in (tmp_path / "teacher_tuning").glob("*.json") if f.name != "settings.json"
                       and f.name != "choice.json")
     assert labelled == sorted(val) and not set(labelled) & set(test)                  # chosen on validation only
+    assert sorted(f.name[:-7] for f in (tmp_path / "teacher_tuning" / "votes").glob("*.nii.gz")) == sorted(val)
     assert teacher_profile(tmp_path, p, None, "cpu") == tuned                            # once per run
