@@ -58,7 +58,7 @@ def test_site_builds(site):
     nbs = sorted(p.stem for p in (ROOT / "nbs").glob("*.ipynb") if not p.stem.startswith(("_", ".")))
     for nb in nbs: assert (out / f"{nb}.html").exists(), f"no page for nbs/{nb}.ipynb"
     for md in (ROOT / "docs").glob("*.md"): assert (out / "docs" / f"{md.stem}.html").exists()
-    assert "get_profile" in pages["00_core"]["api"], pages["00_core"]["api"]
+    assert "get_profile" in pages["00a_config"]["api"], pages["00a_config"]["api"]
     toc = (out / "index.html").read_text()
     for caption in {p["section"] for p in pages.values() if p["section"]}:
         assert caption.split(":")[0] in toc, f"sidebar lacks the section {caption!r}"
@@ -75,10 +75,10 @@ def test_site_in_chromium(site):
     rep = check_docs.check_site(out)
     assert rep["n_pages"] == len(man["pages"])
     assert not rep["failed"], json.dumps(rep["failed"], indent=1)
-    core = next(r for r in rep["pages"] if r["page"] == "00_core")
+    core = next(r for r in rep["pages"] if r["page"] == "00a_config")
     assert core["ok"] and core["n_api"] >= 5
-    dom = check_docs.dump_dom(out / "00_core.html")
-    assert re.search(r"def\s+get_profile\s*\(", check_docs._text(dom)), "get_profile's signature is not on the core page"
+    dom = check_docs.dump_dom(out / "00a_config.html")
+    assert re.search(r"def\s+get_profile\s*\(", check_docs._text(dom)), "get_profile's signature is not on the configuration page"
     n_figs = sum(p["images"] for p in man["pages"].values())
     assert rep["n_img"] >= n_figs
     assert rep["n_math"] > 0, "no formula found on any page (the engine and teacher pages have some)"

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The table of contents: (caption, notebook/page name patterns). First match wins; anything not matched
 # lands in "More" so a new notebook is never silently missing from the site.
 SECTIONS = [
-    ("Data: DICOM, labels, the cache", ["docs/data", "00_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*", "04[a-z]_*"]),
+    ("Data: DICOM, labels, the cache", ["docs/data", "00_*", "00[a-z]_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*", "04[a-z]_*"]),
     ("Stage 1: slice classifier", ["05_*", "06_*"]),
     ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "10_*"]),
     ("Stage 3: the segmentation student", ["11_*", "12_*", "13_*", "14_*"]),
