@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import file_hash, write_json_atomic, write_text_atomic
+from .runtime import file_hash
+from .files import write_json_atomic, write_text_atomic
 from .student import load_student, student_network
 
 # %% auto #0

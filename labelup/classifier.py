@@ -15,7 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (Profile, read_checkpoint, DATA_OUTCOME, claim_output, outcome_settings, get_profile, profile_from_dict, hu_window, write_json_atomic, pick_device, get_logger)
+from .config import Profile, outcome_settings, get_profile, profile_from_dict
+from .files import read_checkpoint, DATA_OUTCOME, claim_output, write_json_atomic
+from .core import hu_window, get_logger
+from .runtime import pick_device
 from .data import slab_indices, split_studies
 from .store import build_store, read_slab
 from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size, batch_part, shared_rng,

@@ -20,7 +20,9 @@ import argparse, contextlib, functools, inspect, io, json as jsonlib, math, os, 
 from pathlib import Path
 from typing import Annotated, Literal
 
-from .core import UsageError, add_profile_args, get_profile, profile_from_args, checkpoint_profile, write_json_atomic
+from .core import UsageError
+from .config import add_profile_args, get_profile, profile_from_args
+from .files import checkpoint_profile, write_json_atomic
 
 # %% ../nbs/99_cli.ipynb #argtypes
 def _writable(p: Path) -> bool:
@@ -312,7 +314,7 @@ def cli_score(*,
               batch_size: int = None, # windows per forward pass
               device="auto"):
     "Score every slice of prepared studies with a stage-1 checkpoint; writes a CSV (StudyInstanceUID, z, label, prob)."
-    from labelup.core import atomic_path
+    from labelup.files import atomic_path
     from labelup.classifier import load_classifier, score_studies
     from labelup.data import list_studies
     model, prof = load_classifier(checkpoint, device)
@@ -624,7 +626,7 @@ def cli_bench_scale(*,
     print(f"on {rec['device_name']}; {'; '.join(rec['notes'])}")
     if report:
         from labelup.bench.scale import scale_report
-        from labelup.core import write_text_atomic
+        from labelup.files import write_text_atomic
         write_text_atomic(report, scale_report(rec, jsonlib.loads(Path(memory).read_text()) if memory else None))
 
 @bench_command("memory", "peak RSS of short trainings on few and on many studies (training memory is flat)")

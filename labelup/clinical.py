@@ -13,8 +13,9 @@ import pandas as pd
 import pydicom
 from scipy import ndimage
 
-from .core import (InputError, UsageError, atomic_path, file_hash, get_logger, inside, load_volume, safe_name, save_volume,
-                          short_name, sweep_temporaries, temporary_dir, write_json_atomic)
+from .core import InputError, UsageError, get_logger, inside, safe_name, short_name
+from .files import atomic_path, load_volume, save_volume, sweep_temporaries, temporary_dir, write_json_atomic
+from .runtime import file_hash
 from .dicom import DicomSeriesError, _sop_uid, lenient_dicom, read_series
 from .data import orientation_flips, reorient
 from .student import load_student, postprocess, predict_probabilities, student_inference_args, student_postprocess_args
@@ -260,7 +261,7 @@ def write_seg(mask_zyx: np.ndarray,  # binary mask on the series' own grid (the 
                                   device_serial_number=checkpoint_hash or "unknown", series_description=description,
                                   omit_empty_frames=True)
         out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-        from labelup.core import atomic_path
+        from labelup.files import atomic_path
         with atomic_path(out) as t: seg.save_as(t)
     return out
 

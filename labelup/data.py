@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import atomic_path, get_logger, get_profile, load_volume, save_volume, sweep_temporaries, temporary_dir, volume_shape, write_json_atomic
+from .files import atomic_path, load_volume, save_volume, sweep_temporaries, temporary_dir, volume_shape, write_json_atomic
+from .core import get_logger
+from .config import get_profile
 from .dicom import GAPS, DicomSeriesError, _namer, read_series
 
 _log = get_logger("labelup.data")

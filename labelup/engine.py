@@ -17,8 +17,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .core import (UsageError, atomic_path, configure_threads, cpu_name, get_logger, pick_device,
-                          sweep_temporaries, write_json_atomic)
+from .core import UsageError, get_logger
+from .files import atomic_path, sweep_temporaries, write_json_atomic
+from .config import configure_threads
+from .runtime import cpu_name, pick_device
 
 _logger = get_logger("labelup.engine")
 
@@ -339,7 +341,7 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
                tensorboard=None,        # a folder: rank 0 also writes every logged value there as TensorBoard scalars
               ) -> nn.Module:
     "Train `model` for `cfg.iterations` AdamW steps with the warm-up/linear-decay schedule; resumable and DDP-aware."
-    from labelup.core import seed_everything
+    from labelup.runtime import seed_everything
     info = info or setup_distributed(device)
     dev = torch.device(info.device)
     out_dir = Path(out_dir); ckpt_dir = out_dir / "ckpt"; log_path = out_dir / "log.csv"

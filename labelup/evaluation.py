@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .core import InputError, UsageError, get_logger, load_volume
+from .core import InputError, UsageError, get_logger
+from .files import load_volume
 
 # %% auto #0
 __all__ = ['STRUCTURE_26', 'NIFTI_SUFFIXES', 'SIDECAR_SUFFIXES', 'label_components', 'match_components', 'match_pes', 'dice',

@@ -15,10 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
 
-from .core import TeacherCfg, cpu_supports_bf16, pick_device
+from .config import TeacherCfg
+from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
+__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
            'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
@@ -30,9 +31,9 @@ def grey_closing(x: torch.Tensor, # (..., H, W)
                 ) -> torch.Tensor:
     "In-plane grey-level closing: dark structures narrower than `size` inside brighter ones are filled."
     if size % 2 == 0: raise ValueError(f"closing size must be odd, got {size}")
-    sh = x.shape; y = x.reshape(-1, 1, *sh[-2:])
-    y = F.max_pool2d(y, size, 1, size // 2)
-    return (-F.max_pool2d(-y, size, 1, size // 2)).reshape(sh)
+    sh = x.shape; y = x.reshape(-1, 1, *sh[-2:]); r = size // 2
+    mx = lambda t: F.max_pool2d(F.max_pool2d(t, (1, size), 1, (0, r)), (size, 1), 1, (r, 0))  # a square max filter, separably
+    return (-mx(-mx(y))).reshape(sh)
 
 def make_reference(x: torch.Tensor, # (B, 7, H, W) windows in [0, 1]
                    kind: str = "zeros", # one of REFERENCE_KINDS
@@ -119,12 +120,14 @@ def fit_ig_batch(per_sample: int,      # activation_bytes of one sample
                           "device with more memory or a smaller input")
     return max(1, min(int(requested), n))
 
+IG_RULES = ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right")  # captum's quadratures
+
 @dataclass
 class Attribution:
     "IG result for a batch of windows."
     heat: torch.Tensor  # (B, 7, H, W) positive attributions (float32)
     logit: torch.Tensor  # (B,) logit of the input
-    steps: list = field(default_factory=list)  # step count used per reference
+    steps: list = field(default_factory=list)  # IG points (network evaluations) used per reference
     delta: list = field(default_factory=list)  # relative completeness gap per reference
 
 class Explainer:
@@ -137,6 +140,10 @@ class Explainer:
                  reference_pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows for the `negatives` reference
                 ):
         self.cfg = cfg or TeacherCfg(); self.fast = fast; self.bf16_agree = bf16_agree
+        if self.cfg.ig_rule not in IG_RULES: raise ValueError(f"unknown IG rule {self.cfg.ig_rule!r}; choose one of {IG_RULES}")
+        # the quadrature: the plain reference is captum's default (Gauss-Legendre, ig_steps); the fast teacher the profile's rule
+        self.rule = self.cfg.ig_rule if fast else "gausslegendre"
+        self.steps = int(self.cfg.ig_rule_steps or self.cfg.ig_steps) if fast else int(self.cfg.ig_steps)
         self.reference_pool = reference_pool
         self.device = pick_device(device)
         dev_type = torch.device(self.device).type
@@ -152,7 +159,7 @@ class Explainer:
         self._ref_logit = {}
         self.calls = 0; self.forward_calls = 0
         self._per_sample, self.ig_batch = {}, self.cfg.internal_batch_size   # auto batch sizing (internal_batch_size 0)
-        self._adaptive0 = bool(fast and self.cfg.adaptive_steps and self.cfg.adaptive_steps < self.cfg.ig_steps)
+        self._adaptive0 = bool(fast and self.cfg.adaptive_steps and self.cfg.adaptive_steps < self.steps)
         self.new_study()
 
     def new_study(self):
@@ -185,22 +192,26 @@ class Explainer:
         if key not in self._ref_logit: self._ref_logit[key] = self.logit(b[:1])
         return self._ref_logit[key].expand(b.shape[0])
 
+    def _ig(self, x, b, n):
+        "IG of windows `x` against references `b` with `n` points of the explainer's rule."
+        return self.ig.attribute(x, baselines=b, n_steps=n, method=self.rule, internal_batch_size=self._ibs(x, n_steps=n))
+
     def _check_bf16(self, x, b):
         """Decide bf16 on this window; returns its float32 attributions (the window's map).
         With `bf16_agree` (the teacher): bf16 is kept when its labels differ from float32's no more than float32's own
         differ from float32 at twice the steps (the quadrature error the plain reference accepts anyway), or when they
         agree to `bf16_min_dice`. Without it: the maps' cosine >= `bf16_min_cosine`."""
         c = self.cfg
-        ig = lambda n: self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
-        a16 = ig(c.ig_steps)
+        ig = lambda n: self._ig(x, b, n)
+        a16 = ig(self.steps)
         self.amp = False
-        a32 = ig(c.ig_steps)
+        a32 = ig(self.steps)
         self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
         if self.bf16_agree is not None:
             self.bf16_score = float(self.bf16_agree(a16.float().cpu(), a32.float().cpu()))
             self.quadrature_score = 1.0
             if self.bf16_score < c.bf16_min_dice:
-                self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * c.ig_steps).float().cpu()))
+                self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * self.steps).float().cpu()))
             self.amp = self.bf16_score >= min(c.bf16_min_dice, self.quadrature_score)
         else: self.amp = self.bf16_cosine >= c.bf16_min_cosine
         return a32
@@ -234,9 +245,9 @@ class Explainer:
         gap_of = lambda a, gap: ((a.float().sum(dim=(1, 2, 3)).cpu() - gap).abs() / gap.abs().clamp_min(1e-3)).max().item()
         if (self.fast and c.batch_references and c.nt_samples == 0 and len(refs) > 1 and not self.adaptive
                 and not (self.amp and self.bf16_cosine is None)):   # every reference in one IG call: larger passes
-            B, n = x.shape[0], c.ig_steps
+            B, n = x.shape[0], self.steps
             xs, bs = torch.cat([x] * len(refs)), torch.cat(refs)
-            a_all = self.ig.attribute(xs, baselines=bs, n_steps=n, internal_batch_size=self._ibs(xs, n_steps=n))
+            a_all = self._ig(xs, bs, n)
             for ri, b in enumerate(refs):
                 a = a_all[ri * B:(ri + 1) * B]
                 deltas.append(gap_of(a, fx - self._reference_logit(b, kind(ri)))); steps_used.append(n); total += a.float()
@@ -245,21 +256,21 @@ class Explainer:
         for ri, b in enumerate([] if refs_done else refs):
             if c.nt_samples > 0:
                 nt = NoiseTunnel(self.ig)
-                a = nt.attribute(x, nt_type="smoothgrad", nt_samples=c.nt_samples, stdevs=c.nt_stdev,
-                                 baselines=b, n_steps=c.ig_steps, internal_batch_size=self._ibs(x, n_steps=c.ig_steps))
-                steps_used.append(c.ig_steps); deltas.append(float("nan"))
+                a = nt.attribute(x, nt_type="smoothgrad", nt_samples=c.nt_samples, stdevs=c.nt_stdev, baselines=b,
+                                 n_steps=self.steps, method=self.rule, internal_batch_size=self._ibs(x, n_steps=self.steps))
+                steps_used.append(self.steps); deltas.append(float("nan"))
             else:
                 gap = fx - self._reference_logit(b, kind(ri))
                 rel_gap = lambda a: gap_of(a, gap)
-                a, n = None, c.ig_steps
+                a, n = None, self.steps
                 if self.amp and self.bf16_cosine is None: a = self._check_bf16(x, b)  # float32, full steps
                 if a is None and self.adaptive:
                     n = c.adaptive_steps; self._adapt[0] += 1
-                    a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
+                    a = self._ig(x, b, n)
                     if rel_gap(a) <= c.completeness_tol: self._adapt[1] += 1
-                    else: a, n = None, c.ig_steps  # not converged: the full step count
+                    else: a, n = None, self.steps  # not converged: the full step count
                     if self._adapt[0] >= 4 and self._adapt[1] < self._adapt[0] / 2: self.adaptive = False  # does not pay here
-                if a is None: a = self.ig.attribute(x, baselines=b, n_steps=n, internal_batch_size=self._ibs(x, n_steps=n))
+                if a is None: a = self._ig(x, b, n)
                 steps_used.append(n); deltas.append(rel_gap(a))
             total += a.float()
         heat = (total / len(refs)).clamp_min(0).contiguous().cpu()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .core import Profile
+from .config import Profile
 
 # %% auto #0
 __all__ = ['filter_params', 'cluster_table', 'filter_clusters', 'filter_mask']

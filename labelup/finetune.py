@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .core import (Profile, UsageError, profile_from_dict, load_volume, save_volume)
+from .config import Profile, profile_from_dict
+from .core import UsageError
+from .files import load_volume, save_volume
 from .data import split_studies
 
 # %% auto #0

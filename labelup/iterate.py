@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .core import Profile
+from .config import Profile
 from .explain import Attribution, Explainer, grey_closing
 from .data import slab_indices
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from .core import atomic_path, save_volume, write_json_atomic
+from .files import atomic_path, save_volume, write_json_atomic
 from .dicom import geometry_affine, write_series
 
 # %% auto #0
@@ -745,7 +745,7 @@ def inscribed_diameters(mask: np.ndarray, # binary vol[z, y, x]
 
 def calibres(out) -> pd.DataFrame:
     "Per study of a phantom dataset: the PE components' and the arteries' largest in-plane inscribed diameters (mm)."
-    from labelup.core import load_volume
+    from labelup.files import load_volume
     out = Path(out); rows = []
     for f in sorted((out / "masks").glob("*.nii.gz")):
         pe, aff = load_volume(f)

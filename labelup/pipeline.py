@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import Profile, RunLayout, get_logger
+from .config import Profile
+from .files import RunLayout
+from .core import get_logger
 
 # %% auto #0
 __all__ = ['log', 'FAMILIES', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer', 'ensure_cache',
@@ -144,7 +146,8 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     into `RUN/teacher_tuning/`, which keeps `choice.json` and `sweep.csv`)."""
     import json
     if not profile.teacher.tune_filter: return profile
-    from labelup.core import get_profile, write_json_atomic
+    from labelup.config import get_profile
+    from labelup.files import write_json_atomic
     lay = _layout(run); out = lay.root / "teacher_tuning"
     f = out / "choice.json"
     if not f.is_file():

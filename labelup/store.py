@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .core import atomic_path, get_logger, sweep_temporaries, write_json_atomic
+from .files import atomic_path, sweep_temporaries, write_json_atomic
+from .core import get_logger
 
 _log = get_logger("labelup.store")
 

@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .core import (Profile, StudentCfg, UsageError, atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, outcome_settings, file_hash, get_logger, load_volume,
-                          pick_device, profile_from_dict, read_checkpoint, save_volume, seed_everything, write_json_atomic)
+from .config import Profile, StudentCfg, outcome_settings, profile_from_dict
+from .core import UsageError, get_logger
+from .files import atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
+from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
 from .explain import activation_bytes, cpu_supports_bf16, free_memory

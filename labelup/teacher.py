@@ -17,7 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Profile, claim_output, file_hash, sweep_temporaries, get_logger, get_profile, load_volume, outcome_settings, pick_device, save_volume, write_json_atomic
+from .config import Profile, get_profile, outcome_settings
+from .files import claim_output, sweep_temporaries, load_volume, save_volume, write_json_atomic
+from .runtime import file_hash, pick_device
+from .core import get_logger
 from .data import list_studies, load_study
 from .classifier import load_classifier, make_slabs, preprocess_volume
 from .explain import Explainer

@@ -73,6 +73,10 @@ def test_half_finished_run_resumes(setup):
     rec = json.loads((out / f"{studies[0]}.json").read_text())
     assert rec["settings"] == json.loads(json.dumps(teacher_settings(prof))) and "iterations" in rec and "time_s" in rec
     assert not is_done(out, studies[0], teacher_settings(get_profile(prof, {"teacher.low_threshold": 0.3})), "in-memory")
+    # the IG quadrature is an outcome setting: a record names it, and labels of another rule or point count are stale
+    assert (rec["settings"]["teacher"]["ig_rule"], rec["settings"]["teacher"]["ig_rule_steps"]) == ("gausslegendre", 0)
+    for k, v in (("teacher.ig_rule", "riemann_middle"), ("teacher.ig_rule_steps", 3)):
+        assert not is_done(out, studies[0], teacher_settings(get_profile(prof, {k: v})), "in-memory")
 
 
 def test_shard_errors():

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 
-from ..core import load_volume, save_volume
+from ..files import load_volume, save_volume
 from ..dicom import HU_MAX, HU_MIN, geometry_affine, lenient_dicom
 from ..data import orientation_flips, prepare, reorient
 from ..phantom import make_phantom_dataset

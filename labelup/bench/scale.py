@@ -12,7 +12,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..core import Profile, get_profile, pick_device, save_volume
+from ..config import Profile, get_profile
+from ..runtime import pick_device
+from ..files import save_volume
 from ..data import list_studies, load_study, prepare
 from ..explain import Explainer, free_memory, peak_memory
 from ..phantom import make_phantom_dataset
@@ -329,7 +331,7 @@ def scale_report(scale: dict,                # a `bench_scale` record
 # %% ../../nbs/29_bench_scale.ipynb #c01ca3ad
 _CHILD = r'''
 import json, os, sys, threading, time
-from labelup.core import get_profile
+from labelup.config import get_profile
 def rss(pid):   # resident memory of a process (kB), 0 once it is gone
     try:
         with open(f"/proc/{pid}/status") as f: return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))

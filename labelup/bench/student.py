@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..core import Profile, get_profile, pick_device
+from ..config import Profile, get_profile
+from ..runtime import pick_device
 from ..data import list_studies, prepare
 from ..phantom import make_phantom_dataset
 from ..student import build_student, load_student, read_study, predict_probabilities, postprocess, student_inference_args

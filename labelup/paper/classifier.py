@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import Profile, read_checkpoint, atomic_path, file_hash, md_table, write_json_atomic, write_text_atomic
+from ..config import Profile
+from ..files import read_checkpoint, atomic_path, md_table, write_json_atomic, write_text_atomic
+from ..runtime import file_hash
 from ..classifier import load_classifier, score_studies, choose_threshold, slice_metrics
 
 # %% auto #0

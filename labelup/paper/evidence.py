@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import Profile, load_volume, md_table, write_json_atomic, write_text_atomic
+from ..config import Profile
+from ..files import load_volume, md_table, write_json_atomic, write_text_atomic
 from ..classifier import height_weights, make_slabs, preprocess_volume
 from ..data import load_study, slab_indices
 from ..explain import grey_closing

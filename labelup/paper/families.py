@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import Profile, atomic_path, md_table, write_json_atomic, write_text_atomic, load_volume
+from ..config import Profile
+from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic, load_volume
 from ..classifier import load_classifier, score_studies
 from ..evaluation import label_components, reference_mask
 from .transfer import domain_scores

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import Profile, atomic_path, write_json_atomic, write_text_atomic
+from ..config import Profile
+from ..files import atomic_path, write_json_atomic, write_text_atomic
 from ..finetune import finetune_split, annotation_labels, finetune, train_from_scratch, train_profile
 
 # %% auto #0

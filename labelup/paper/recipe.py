@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import atomic_path, md_table, write_json_atomic, write_text_atomic
+from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 
 # %% auto #0
 __all__ = ['lever_table', 'write_recipe']

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json, os, shutil, time
 from pathlib import Path
 
-from ..core import RunLayout, UsageError, write_json_atomic, get_profile, write_text_atomic, atomic_path
+from ..files import RunLayout, write_json_atomic, write_text_atomic, atomic_path
+from ..core import UsageError
+from ..config import get_profile
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES', 'find_notebooks',

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import Profile, get_profile, hu_window, write_json_atomic
+from ..config import Profile, get_profile
+from ..core import hu_window
+from ..files import write_json_atomic
 from ..student import segment_studies
 
 # %% auto #0

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import Profile, atomic_path, load_volume, md_table, write_text_atomic
+from ..config import Profile
+from ..files import atomic_path, load_volume, md_table, write_text_atomic
 from ..iterate import labels_at
 from ..filter import filter_mask, filter_clusters, filter_params
 
@@ -213,7 +214,7 @@ def compare_references(cache, # `prepare` cache
                        device: str | None = None,
                       ) -> pd.DataFrame:
     "Teacher pseudo-labels of `studies` with each reference setting, scored PE-level against `truth_dir`; best F1 first."
-    from labelup.core import get_profile
+    from labelup.config import get_profile
     from labelup.evaluation import evaluate_dirs
     from labelup.teacher import pseudo_label
     rows = []

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core import Profile, atomic_path, md_table, write_json_atomic, write_text_atomic
+from ..config import Profile
+from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 from ..classifier import load_classifier, score_studies, slice_metrics
 from ..evaluation import evaluate_dirs
 from ..teacher import pseudo_label
