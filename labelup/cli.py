@@ -245,7 +245,7 @@ def cli_phantom(out: out_dir, # output folder (created)
     make_family_dataset(family, out, studies, seed=seed, shape=shape, positive_fraction=frac, workers=workers,
                         holdout_regime=held, progress=sys.stderr.isatty())
     s = phantom_summary(out)
-    print(f"wrote {len(s)} {family} studies of {shape[0]} x {shape[1]} x {shape[2]} ({int(s.positive.sum())} PE-positive, "
+    print(f"wrote {len(s)} {'' if family == 'phantom' else family + ' '}studies of {shape[0]} x {shape[1]} x {shape[2]} ({int(s.positive.sum())} PE-positive, "
           f"{int(s.slices.sum())} slices, {int(s.pe_slices.sum())} PE slices, {int(s.boxes.sum())} boxes"
           f"{', without the ' + held + ' contrast regime' if held else ''}) to {out} in {time.perf_counter() - t:.1f} s")
 
