@@ -15,7 +15,8 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)))
 
 
-# The longest files go out first, so that no worker starts one of them when the others are nearly done (about 7, 6
+# The longest files go out first (`--no-loadscope-reorder` keeps this order; xdist would send the files with the most
+# tests first), so that no worker starts one of them when the others are nearly done (about 7, 6
 # and 5 minutes on a 2-core CPU; the rest take seconds to a minute each).
 _FIRST = ("test_reproduce.py", "test_readme.py", "test_notebooks.py", "test_bench_scale.py", "test_docs.py")
 
