@@ -309,7 +309,8 @@ _ANY_NUMBER = {"data.window_center"}
 _ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
 
 CHOICES = {"data.family": ("phantom", "chest"),   # string parameters with a fixed set of values (checked in `get_profile`)
-           "student.sw_roi": ("patch", "auto")}
+           "student.sw_roi": ("patch", "auto"),
+           "teacher.ig_rule": ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right")}  # captum's
 
 def _value_problem(key: str, v) -> str | None:
     "Why `v` is not a valid value of the dotted parameter `key` (None when it is)."

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
 
-from .config import TeacherCfg
+from .config import CHOICES, TeacherCfg
 from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
@@ -120,7 +120,7 @@ def fit_ig_batch(per_sample: int,      # activation_bytes of one sample
                           "device with more memory or a smaller input")
     return max(1, min(int(requested), n))
 
-IG_RULES = ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right")  # captum's quadratures
+IG_RULES = CHOICES["teacher.ig_rule"]   # captum's quadratures (checked where --set is parsed, too)
 
 @dataclass
 class Attribution:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .config import Profile, StudentCfg, outcome_settings, profile_from_dict
+from .config import CHOICES, Profile, StudentCfg, outcome_settings, profile_from_dict
 from .core import UsageError, get_logger
 from .files import atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
 from .runtime import file_hash, pick_device, seed_everything
@@ -351,7 +351,7 @@ def train_student(cache,            # prepare cache (images)
     return final
 
 # %% ../nbs/11_student.ipynb #6640f290
-SW_ROIS = ("patch", "auto")
+SW_ROIS = CHOICES["student.sw_roi"]
 
 def _bytes_per_voxel(model: torch.nn.Module, patch: tuple, device: str, amp: bool) -> float:
     "What one input voxel costs in inference: the leaf outputs at the training patch, per voxel (measured once per model)."

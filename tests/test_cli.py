@@ -284,3 +284,12 @@ def test_python_m_runs_the_cli():
     "`python -m labelup.cli ...` (as `torchrun -m labelup.cli` starts it) is the `labelup` command."
     r = subprocess.run([sys.executable, "-m", "labelup.cli", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("usage: labelup <command>"), r
+
+
+def test_family_names_have_one_source():
+    "The data families the profile accepts, the pipeline can generate and `labelup phantom --family` offers are the same."
+    from labelup.config import CHOICES
+    from labelup.pipeline import FAMILIES
+    ap = COMMANDS["phantom"].parser()
+    [fam] = [a for a in ap._actions if a.dest == "family"]
+    assert tuple(FAMILIES) == CHOICES["data.family"] == tuple(fam.choices)

@@ -243,7 +243,9 @@ def test_seg_passes_dciodvfy(student, tmp_path):
                                       ("classifier.batch_size=0", "must be >= 1"),
                                       ("teacher.ig_steps=0", "must be >= 1"),
                                       ("student.threshold=1.5", "strictly between 0 and 1"),
-                                      ("student.iterations=-5", "must be >= 1")])
+                                      ("student.iterations=-5", "must be >= 1"),
+                                      ("data.family=../../etc", "choose one of phantom, chest"),
+                                      ("teacher.ig_rule=bogus", "choose one of gausslegendre")])
 def test_bad_overrides(student, tmp_path, capsys, bad, want):
     root, ck = student
     argvs = [["train-classifier", "--cache", str(root / "cache"), "--out", str(tmp_path / "c")],
