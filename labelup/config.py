@@ -5,19 +5,43 @@
 
 # %% ../nbs/00a_config.ipynb #910e4ef9
 from __future__ import annotations
-import contextlib, difflib, hashlib, json, logging, math, os, random, re, shutil, socket, tempfile, time
+import difflib, math
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
-from pathlib import Path
-
-import numpy as np
 
 from .core import UsageError
 from .runtime import configure_threads
 
 # %% auto #0
-__all__ = ['PROFILES', 'CHOICES', 'DataCfg', 'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg', 'outcome_settings',
-           'FinetuneCfg', 'Profile', 'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args',
-           'profile_from_args', 'profile_table']
+__all__ = ['PAPER_SIZE', 'PROFILES', 'CHOICES', 'paper_px', 'paper_voxels', 'voxels_to_paper', 'paper_distance', 'DataCfg',
+           'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile',
+           'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args', 'profile_from_args', 'profile_table']
+
+# %% ../nbs/00a_config.ipynb #c77086a2
+PAPER_SIZE = 512   # the paper's in-plane image size: sizes in paper units are given at 512 x 512
+
+def paper_px(v: float, # a length in paper pixels (at 512)
+             size: int, # the grid's in-plane size (pixels)
+            ) -> int:
+    "A length in paper pixels on a grid of `size` pixels (at least 1)."
+    return max(1, int(round(v * size / PAPER_SIZE)))
+
+def paper_voxels(v: float, # a voxel count at 512 x 512
+                 shape_hw: tuple, # the grid's (H, W)
+                ) -> int:
+    "A voxel count given at 512 x 512, on a grid of `shape_hw`: scaled by the in-plane area (at least 1)."
+    return max(1, int(round(v * shape_hw[0] * shape_hw[1] / PAPER_SIZE ** 2)))
+
+def voxels_to_paper(n: int, # voxels on a grid of `shape_hw`
+                    shape_hw: tuple, # the grid's (H, W)
+                   ) -> int:
+    "The inverse of `paper_voxels`: `n` voxels of a `shape_hw` grid in paper units (at 512 x 512)."
+    return int(round(n * PAPER_SIZE ** 2 / (shape_hw[0] * shape_hw[1])))
+
+def paper_distance(v: float, # a distance in paper pixels
+                   size: int, # the grid's in-plane size (pixels)
+                  ) -> float:
+    "A distance in paper pixels on a grid of `size` pixels, unrounded."
+    return float(v * size / PAPER_SIZE)
 
 # %% ../nbs/00a_config.ipynb #17256044
 @dataclass
@@ -103,7 +127,7 @@ class TeacherCfg:
     bf16_min_cosine: float = 0.999   # a standalone explainer keeps bf16 only if its IG map has this cosine to float32's
     bf16_min_dice: float = 0.99      # the teacher keeps bf16 if a window's Algorithm-1 mask has this Dice to float32's (or moves less than 2x steps does)
     channels_last: bool = field(default=True, metadata={"runtime": True})  # channels-last memory format in IG passes
-    window_batch: int = field(default=1, metadata={"runtime": True})  # windows explained together in one IG call (larger passes: GPUs)
+    slab_batch: int = field(default=1, metadata={"runtime": True})  # slabs explained together in one IG call (larger passes: GPUs)
     adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 07_explain)
     completeness_tol: float = 0.02   # accepted |sum(attr) - (f(x) - f(ref))| / |f(x) - f(ref)|
     reference: str = "zeros"         # first IG reference: zeros (the cutout fill), blur, closing, noise, mean, negatives
@@ -185,15 +209,15 @@ class Profile:
     @property
     def scale(self) -> float:
         "In-plane scale of this profile relative to the paper's 512 x 512 images."
-        return self.data.image_size / 512
+        return self.data.image_size / PAPER_SIZE
 
     def px(self, v: float) -> int:
-        "A length given in paper pixels, in this profile's pixels (at least 1)."
-        return max(1, int(round(v * self.scale)))
+        "`paper_px` on this profile's `image_size`."
+        return paper_px(v, self.data.image_size)
 
     def vox2d(self, v: float) -> int:
-        "A voxel count given at 512 x 512, scaled by the in-plane area (at least 1)."
-        return max(1, int(round(v * self.scale ** 2)))
+        "`paper_voxels` on this profile's `image_size` x `image_size`."
+        return paper_voxels(v, (self.data.image_size, self.data.image_size))
 
     def to_dict(self) -> dict: return asdict(self)
 
@@ -303,7 +327,7 @@ def _coerce(old, value):
 # Which values each key accepts; what is not listed is a number >= 0 (ints, floats, tuple entries >= 1)
 _AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifier.iterations", "classifier.batch_size",
                  "classifier.eval_batch_size", "teacher.ig_steps", "teacher.n_references", "teacher.max_iterations",
-                 "teacher.window_batch", "student.iterations", "student.batch_size", "student.sw_batch_size",
+                 "teacher.slab_batch", "student.iterations", "student.batch_size", "student.sw_batch_size",
                  "finetune.iterations", "finetune.scratch_iterations", "bench.teacher_repeats"}
 _ANY_NUMBER = {"data.window_center"}
 _ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
@@ -331,7 +355,7 @@ def _value_problem(key: str, v) -> str | None:
 
 _SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
 _KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
-                "teacher.bench_converged": "bench.teacher_converged"}
+                "teacher.bench_converged": "bench.teacher_converged", "teacher.window_batch": "teacher.slab_batch"}
 
 def _canonical_key(key: str) -> str:
     "A dotted parameter name in its current spelling (old section and key names are mapped)."
@@ -384,6 +408,8 @@ def profile_from_dict(d: dict) -> Profile:
         cls = {"data": DataCfg, "classifier": ClassifierCfg, "teacher": TeacherCfg,
                "student": StudentCfg, "finetune": FinetuneCfg, "bench": BenchCfg}[k]
         known = {f.name: f for f in fields(cls)}
+        v = {_canonical_key(f"{k}.{a}").partition(".")[2] if _canonical_key(f"{k}.{a}").startswith(k + ".") else a: b
+             for a, b in v.items()}   # old key names within the section (teacher.window_batch -> teacher.slab_batch)
         kw[k] = cls(**{a: (tuple(b) if isinstance(getattr(cls(), a), tuple) else b) for a, b in v.items() if a in known})
     return Profile(**kw)
 

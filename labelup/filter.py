@@ -6,24 +6,16 @@ centre of the image (outside the lungs)."""
 
 # %% ../nbs/09_filter.ipynb #20aa3baa
 from __future__ import annotations
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .config import Profile
-
 # %% auto #0
-__all__ = ['filter_params', 'cluster_table', 'filter_clusters', 'filter_mask']
+__all__ = ['cluster_table', 'filter_clusters', 'ClusterFilter']
 
 # %% ../nbs/09_filter.ipynb #045bd8f3
-def filter_params(profile: Profile, # teacher.min_cluster_voxels / max_center_distance in paper units
-                  shape_hw: tuple | None = None, # (H, W) of the mask's grid; None: the profile's image_size
-                 ) -> tuple[int, float]:
-    "`(min_voxels, max_distance_px)` on a grid of `shape_hw`, scaled from the paper's 512 x 512."
-    h, w = shape_hw if shape_hw is not None else (profile.data.image_size, profile.data.image_size)
-    t = profile.teacher
-    return max(1, int(round(t.min_cluster_voxels * h * w / 512 ** 2))), float(t.max_center_distance * w / 512)
-
 def cluster_table(mask: np.ndarray, # binary vol[z, y, x]
                  ) -> tuple[np.ndarray, pd.DataFrame]:
     "26-connected components of `mask` and a table: label, voxels, centroid (z, y, x), 2D distance to the centre."
@@ -51,9 +43,15 @@ def filter_clusters(mask: np.ndarray, # binary vol[z, y, x]
     keep = np.zeros(len(tab) + 1, bool); keep[1:] = tab.kept.to_numpy()
     return keep[lab].astype(np.uint8), tab
 
-def filter_mask(mask: np.ndarray, # binary vol[z, y, x] on any grid
-                profile: Profile, # thresholds in paper units
-               ) -> np.ndarray:
-    "`filter_clusters` with the profile's thresholds scaled to the mask's grid."
-    mv, md = filter_params(profile, np.shape(mask)[1:])
-    return filter_clusters(mask, mv, md)[0]
+@dataclass(frozen=True)
+class ClusterFilter:
+    "The size and distance filters on one grid, in its voxels and pixels (the paper's at 512 x 512 by default)."
+    min_voxels: int = 100 # drop clusters with fewer voxels
+    max_distance: float = 160.0 # drop clusters whose centroid lies farther from the image centre (pixels)
+    def table(self, mask: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+        "`filter_clusters` with these thresholds: the filtered mask and the cluster table."
+        return filter_clusters(mask, self.min_voxels, self.max_distance)
+    def __call__(self, mask: np.ndarray) -> np.ndarray:
+        "The filtered mask (uint8)."
+        return self.table(mask)[0]
+

@@ -7,29 +7,21 @@ windows of a study into one pseudo-label."""
 # %% ../nbs/08_iterate.ipynb #c8bef1e4
 from __future__ import annotations
 import math, time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from .config import Profile
 from .explain import Attribution, Explainer, grey_closing
 from .data import slab_indices
 
 # %% auto #0
-__all__ = ['MASK_FILLS', 'neighbourhood_radius', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'iterate_slabs',
-           'iterate_slab', 'algorithm1_args', 'window_label_dice', 'aggregation_weights', 'aggregate_slabs',
+__all__ = ['MASK_FILLS', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'Algorithm1', 'iterate_slabs',
+           'iterate_slab', 'window_label_dice', 'aggregation_weights', 'Aggregation', 'aggregate_slabs',
            'aggregate_votes', 'labels_at', 'TeachResult', 'teach_volume']
 
 # %% ../nbs/08_iterate.ipynb #26e7f760
-def neighbourhood_radius(profile: Profile, # the run's profile (teacher.neighbourhood in paper px)
-                        ) -> tuple[int, int, int]:
-    "Half-widths `(slices, rows, columns)` of the seed neighbourhood in this profile's pixels."
-    h, w, s = profile.teacher.neighbourhood
-    return (max(0, (int(s) - 1) // 2), max(1, int(round((h - 1) / 2 * profile.scale))),
-            max(1, int(round((w - 1) / 2 * profile.scale))))
-
 def box_any(mask: torch.Tensor, # boolean (Z, H, W)
             radius: tuple, # half-widths (slices, rows, columns)
            ) -> torch.Tensor:
@@ -76,6 +68,23 @@ class SlabResult:
 
 MASK_FILLS = ("zeros", "closing")
 
+@dataclass(frozen=True)
+class Algorithm1:
+    "Algorithm 1's settings in the grid's own pixels and voxels (the paper's at 512 x 512 by default)."
+    radius: tuple = (2, 7, 7) # seed neighbourhood half-widths (slices, rows, columns)
+    high: float = 0.5 # seed threshold, a fraction of the slab's max positive attribution
+    low: float = 0.2 # join threshold, a fraction of the same max
+    clf_threshold: float = 0.5 # the slab counts as positive while the classifier's probability exceeds this
+    max_iterations: int = 10 # at most this many explain-and-mask rounds
+    min_masked: int = 50 # stop when a round masks no more voxels than this
+    fill: str = "zeros" # what a found cluster is replaced with: zeros (the paper's) or closing (the lumen around it)
+    def args(self) -> dict:
+        "The keyword arguments of `iterate_slabs` and `iterate_slab`."
+        return asdict(self)
+    def cluster(self, heat: torch.Tensor) -> torch.Tensor:
+        "`cluster_heatmap` with these thresholds and neighbourhood."
+        return cluster_heatmap(heat, self.high, self.low, self.radius)
+
 def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
                   X: torch.Tensor, # (N, 7, H, W) slabs in [0, 1]
                   radius: tuple = (2, 7, 7), # seed neighbourhood half-widths (slices, rows, columns), in this grid's pixels
@@ -86,13 +95,13 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
                   min_masked: int = 50, # stop when a round masks no more voxels than this
                   logits=None, # (N,) the slabs' logits if already known
                   keep_heat: bool = False, # also return each slab's max heatmap over iterations
-                  window_batch: int = 1, # fast teacher: slabs explained together in one IG call (1: each on its own)
+                  slab_batch: int = 1, # fast teacher: slabs explained together in one IG call (1: each on its own)
                   fill: str = "zeros", # what a found cluster is replaced with: zeros (the paper's) or closing (the lumen around it)
                  ) -> list[SlabResult]:
     """Algorithm 1 on several slabs in lockstep: explain, cluster, mask, repeat while each slab stays positive.
     The plain reference explains every slab on its own (its own IG call) and asks for the probabilities after
     masking one slab at a time; the fast teacher asks for them in one batched forward per iteration and, with
-    `window_batch` > 1, explains up to that many slabs in one IG call (larger passes, for GPUs)."""
+    `slab_batch` > 1, explains up to that many slabs in one IG call (larger passes, for GPUs)."""
     if fill not in MASK_FILLS: raise ValueError(f"unknown mask fill {fill!r}; choose one of {MASK_FILLS}")
     reuse = explainer.fast
     X = X.detach().float().clone(); N = len(X)
@@ -104,11 +113,11 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
     active = [i for i in range(N) if res[i].probs[-1] > clf_threshold and more(i)]
     while active:
         need = [i for i in active if att[i] is None or changed[i] or not reuse]
-        if reuse and window_batch > 1 and len(need) > 1:
+        if reuse and slab_batch > 1 and len(need) > 1:
             if explainer.amp and explainer.bf16_cosine is None:   # the study's bf16 decision, on one window as unbatched
                 att[need[0]] = explainer.attribute(X[need[0]][None], lg[need[0]:need[0] + 1]); need = need[1:]
-            for a in range(0, len(need), window_batch):
-                ch = need[a:a + window_batch]
+            for a in range(0, len(need), slab_batch):
+                ch = need[a:a + slab_batch]
                 A = explainer.attribute(X[ch], lg[ch])
                 for j, i in enumerate(ch): att[i] = Attribution(A.heat[j:j + 1], A.logit[j:j + 1], A.steps, A.delta)
         else:
@@ -142,19 +151,12 @@ def iterate_slab(explainer: Explainer, # IG explainer on the classifier
     "Algorithm 1 on one slab: explain, cluster, mask, repeat while the slab stays positive."
     return iterate_slabs(explainer, x[None], logits=None if logit is None else [float(logit)], keep_heat=keep_heat, **kw)[0]
 
-def algorithm1_args(profile: Profile) -> dict:
-    "The keyword arguments of `iterate_slabs` that a profile sets, in the profile's own pixels: its one entry into Algorithm 1."
-    c = profile.teacher
-    return dict(radius=neighbourhood_radius(profile), high=c.high_threshold, low=c.low_threshold, clf_threshold=c.clf_threshold,
-                max_iterations=c.max_iterations, min_masked=profile.vox2d(c.min_masked_voxels), fill=c.mask_fill)
-
-def window_label_dice(profile: Profile): # the run's profile (thresholds, neighbourhood)
+def window_label_dice(algorithm: Algorithm1): # the thresholds and neighbourhood the masks are clustered with
     "bf16's test for the teacher: f(a16, a32) = the lowest Dice, over the windows, of the Algorithm-1 masks the two maps give."
-    kw = algorithm1_args(profile)
     def agree(a16: torch.Tensor, a32: torch.Tensor) -> float:
         out = 1.0
         for h16, h32 in zip(a16.clamp_min(0), a32.clamp_min(0)):
-            m16, m32 = (cluster_heatmap(h, kw["high"], kw["low"], kw["radius"]) for h in (h16, h32))
+            m16, m32 = (algorithm.cluster(h) for h in (h16, h32))
             n = int(m16.sum()) + int(m32.sum())
             out = min(out, 1.0 if n == 0 else 2 * int((m16 & m32).sum()) / n)
         return out
@@ -169,6 +171,13 @@ def aggregation_weights(n_slices: int, # slices in the study
     d = np.arange(n_slices)[:, None] - np.arange(n_slices)[None, :]
     w = np.exp(-d.astype(float) ** 2 / (2 * sigma ** 2)) * (np.abs(d) <= context // 2)
     return w / w.sum(1, keepdims=True)
+
+@dataclass(frozen=True)
+class Aggregation:
+    "Slice aggregation's settings (the paper's by default): the Gaussian over neighbouring windows and the vote a voxel needs."
+    sigma: float = 0.8 # Gaussian sigma (slices)
+    threshold: float = 0.3 # vote needed to label a voxel
+    context: int = 7 # window size (slices)
 
 def aggregate_slabs(discs: dict, # window centre -> (7, H, W) uint8 iteration of discovery
                       n_slices: int, # slices in the study
@@ -230,14 +239,16 @@ class TeachResult:
 
 def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                  vol: torch.Tensor, # (Z, S, S) windowed study in [0, 1]
-                 profile: Profile, # the run's profile
+                 algorithm: Algorithm1 = Algorithm1(), # Algorithm 1 on this grid (`labelup.settings.algorithm1_settings`)
+                 aggregation: Aggregation = Aggregation(), # slice aggregation (`labelup.settings.aggregation_settings`)
+                 slab_batch: int = 1, # fast teacher: windows explained together in one IG call
                  keep_heat: bool = False, # also aggregate the heatmaps
                  keep_vote: bool = False, # also return the vote map (scores every vote threshold at once)
                  gate_batch: int = 32, # slabs per gating forward and per lockstep chunk (fast teacher)
                  progress=None, # optional callable(done, total) over the positive slabs
                 ) -> TeachResult:
     "Algorithm 1 on the slab around every slice of a study, then Gaussian aggregation per slice."
-    t0 = time.perf_counter(); c = profile.teacher; ctx = profile.data.context
+    t0 = time.perf_counter(); A, G = algorithm, aggregation; ctx = G.context
     vol = torch.as_tensor(vol).float(); Z, H, W = vol.shape
     idx = [slab_indices(z, Z, ctx) for z in range(Z)]
     if explainer.fast:
@@ -246,34 +257,34 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     else:
         logits = torch.cat([explainer.logit(vol[i][None]) for i in idx])
     probs0 = torch.sigmoid(logits)
-    discs, heats, per_window = {}, {}, {}
+    discs, heats, per_slab = {}, {}, {}
     calls0 = explainer.calls
-    pos = [z for z in range(Z) if probs0[z] > c.clf_threshold]
+    pos = [z for z in range(Z) if probs0[z] > A.clf_threshold]
     step = gate_batch if explainer.fast else 1  # the fast teacher runs Algorithm 1 on a chunk of windows in lockstep
     for a in range(0, len(pos), step):
         zs = pos[a:a + step]
-        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), **algorithm1_args(profile), logits=logits[zs],
-                           keep_heat=keep_heat, window_batch=c.window_batch)
+        rs = iterate_slabs(explainer, torch.stack([vol[idx[z]] for z in zs]), **A.args(), logits=logits[zs],
+                           keep_heat=keep_heat, slab_batch=slab_batch)
         for z, r in zip(zs, rs):
             if r.disc.any(): discs[z] = r.disc.numpy()
             if keep_heat and r.heat is not None: heats[z] = r.heat.numpy()
-            per_window[z] = dict(iterations=r.iterations, clusters=r.clusters, masked=r.masked, probs=r.probs, steps=r.steps)
+            per_slab[z] = dict(iterations=r.iterations, clusters=r.clusters, masked=r.masked, probs=r.probs, steps=r.steps)
         if progress: progress(a + len(zs), len(pos))
-    disc = aggregate_slabs(discs, Z, (H, W), c.agg_sigma, c.agg_threshold, c.max_iterations, ctx)
+    disc = aggregate_slabs(discs, Z, (H, W), G.sigma, G.threshold, A.max_iterations, ctx)
     heat = None
     if keep_heat:
-        Wt = aggregation_weights(Z, c.agg_sigma, ctx); heat = np.zeros((Z, H, W), np.float32)
+        Wt = aggregation_weights(Z, G.sigma, ctx); heat = np.zeros((Z, H, W), np.float32)
         for cz, hm in heats.items():
             for s in np.unique(idx[cz]): heat[s] += Wt[s, cz] * hm[idx[cz] == s].max(0)
-    iters = [w["iterations"] for w in per_window.values()]
-    by_iter = [int(sum(w["clusters"][k] for w in per_window.values() if len(w["clusters"]) > k)) for k in range(max(iters, default=0))]
-    record = dict(n_slices=Z, n_positive_slabs=len(per_window), iterations=max(iters, default=0),
-                  iterations_per_window={int(k): v["iterations"] for k, v in per_window.items()},
-                  clusters_per_iteration=by_iter, window_probs=[round(float(p), 4) for p in probs0],
-                  windows=per_window, ig_calls=explainer.calls - calls0,
-                  ig_steps_mean=float(np.mean([s for w in per_window.values() for s in w["steps"]])) if per_window else 0.0,
+    iters = [w["iterations"] for w in per_slab.values()]
+    by_iter = [int(sum(w["clusters"][k] for w in per_slab.values() if len(w["clusters"]) > k)) for k in range(max(iters, default=0))]
+    record = dict(n_slices=Z, n_positive_slabs=len(per_slab), iterations=max(iters, default=0),
+                  iterations_per_slab={int(k): v["iterations"] for k, v in per_slab.items()},
+                  clusters_per_iteration=by_iter, slab_probs=[round(float(p), 4) for p in probs0],
+                  slabs=per_slab, ig_calls=explainer.calls - calls0,
+                  ig_steps_mean=float(np.mean([s for w in per_slab.values() for s in w["steps"]])) if per_slab else 0.0,
                   bf16=bool(getattr(explainer, "amp", False)), bf16_score=getattr(explainer, "bf16_score", None),
                   quadrature_score=getattr(explainer, "quadrature_score", None),
                   time_s=round(time.perf_counter() - t0, 3))
-    vote = aggregate_votes(discs, Z, (H, W), c.agg_sigma, ctx) if keep_vote else None
+    vote = aggregate_votes(discs, Z, (H, W), G.sigma, ctx) if keep_vote else None
     return TeachResult(disc, heat, record, vote)

@@ -21,7 +21,8 @@ from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
 from .explain import activation_bytes, cpu_supports_bf16, free_memory
-from .filter import filter_clusters, filter_params
+from .filter import filter_clusters
+from .settings import filter_params
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Profile, get_profile, outcome_settings
+from .config import Profile, get_profile, outcome_settings, voxels_to_paper
 from .files import claim_output, sweep_temporaries, load_volume, save_volume, write_json_atomic
 from .runtime import file_hash, pick_device
 from .core import get_logger
@@ -25,11 +25,11 @@ from .data import list_studies, load_study
 from .classifier import load_classifier, make_slabs, preprocess_volume
 from .explain import Explainer
 from .iterate import labels_at, teach_volume, window_label_dice
-from .filter import filter_mask
+from .settings import algorithm1_settings, aggregation_settings, filter_mask, filter_settings
 
 # %% auto #0
 __all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives',
-           'negative_windows', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
+           'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
            'choose_filters', 'choose_size_filter']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
@@ -54,17 +54,17 @@ def teacher_explainer(model: nn.Module, # the classifier
                       profile: Profile, # the run's profile (teacher section)
                       device: str | None = None,
                       fast: bool = True, # False: the plain captum reference
-                      reference_pool: torch.Tensor | None = None, # negative windows (`negative_windows`) for the `negatives` reference
+                      reference_pool: torch.Tensor | None = None, # negative slabs (`negative_slabs`) for the `negatives` reference
                      ) -> Explainer:
     "The teacher's explainer: bf16 is kept per study only if it leaves a window's Algorithm-1 mask unchanged (Dice >= bf16_min_dice)."
-    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(profile),
+    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(algorithm1_settings(profile)),
                      reference_pool=reference_pool)
 
 def uses_negatives(cfg) -> bool:
     "Whether the teacher settings `cfg` (profile.teacher) draw references from negative windows."
     return cfg.reference == "negatives" or (cfg.n_references > 1 and cfg.extra_references == "negatives")
 
-def negative_windows(cache, # `prepare` cache folder
+def negative_slabs(cache, # `prepare` cache folder
                      studies: list, # candidate studies (the training split); the PE-negative ones are used
                      profile: Profile, # preprocessing (window, image size, context)
                      n: int, # windows in the pool
@@ -93,7 +93,8 @@ def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the c
     "Teacher on one study: filtered label, iteration of discovery (unfiltered) and heatmap on the cache grid + record."
     vol = (preprocess or preprocess_volume)(image, profile)
     explainer.new_study()  # bf16 / step-count decisions are taken per study: labels do not depend on the order
-    res = teach_volume(explainer, vol, profile, keep_heat=heatmap, keep_vote=vote)
+    res = teach_volume(explainer, vol, algorithm1_settings(profile), aggregation_settings(profile), profile.teacher.slab_batch,
+                       keep_heat=heatmap, keep_vote=vote)
     shape = np.shape(image)
     disc = to_cache_grid(res.disc, shape, "nearest")
     label = filter_mask(labels_at(disc), profile)
@@ -160,7 +161,7 @@ def pseudo_label(cache, # `prepare` cache folder
     pool = None
     if todo and uses_negatives(profile.teacher):   # expected-gradients references: windows of negative training studies
         from labelup.data import split_studies
-        pool = negative_windows(cache, split_studies(cache, profile)["train"], profile, profile.teacher.reference_pool,
+        pool = negative_slabs(cache, split_studies(cache, profile)["train"], profile, profile.teacher.reference_pool,
                                 profile.data.seed)
     explainer = teacher_explainer(model, profile, device, fast=fast, reference_pool=pool) if todo else None
     for s in todo:
@@ -173,8 +174,8 @@ def pseudo_label(cache, # `prepare` cache folder
         save_volume(out / f"{s}.nii.gz", r["label"], st.affine, np.uint8)
         rec = dict(study=s, settings=settings, checkpoint=ckpt_hash, fast=fast, device=str(device),
                    label_voxels=int(r["label"].sum()), unfiltered_voxels=int((r["disc"] > 0).sum()),
-                   **{k: v for k, v in r["record"].items() if k != "windows"},
-                   windows={str(k): v for k, v in r["record"]["windows"].items()},
+                   **{k: v for k, v in r["record"].items() if k != "slabs"},
+                   slabs={str(k): v for k, v in r["record"]["slabs"].items()},
                    total_s=round(time.perf_counter() - t0, 3))
         write_json_atomic(out / f"{s}.json", rec)
         records.append(rec)
@@ -202,13 +203,13 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
     """`({min_cluster_voxels, agg_threshold}, table)`: the minimum cluster size (paper units) and vote threshold with the
     best PE-level F1 on `studies`, on a tie the pair nearest the profile's. Without vote maps only the size is chosen."""
     from labelup.evaluation import match_pes, detection_scores
-    from labelup.filter import filter_clusters, filter_params
+    from labelup.filter import filter_clusters
     if not studies: raise ValueError("choose_filters: no validation studies")
     pdir, c = Path(pseudo_dir), profile.teacher
     voted = bool(votes) and all((pdir / "votes" / f"{s}.nii.gz").exists() for s in studies)
     maps = {s: load_volume(pdir / ("votes" if voted else "iterations") / f"{s}.nii.gz")[0] for s in studies}
     hw = next(iter(maps.values())).shape[1:]
-    base, dist = filter_params(profile, hw)
+    f = filter_settings(profile, hw); base, dist = f.min_voxels, f.max_distance
     refs = {s: _box_reference(truth_dir, s, m.shape) for s, m in maps.items()}
     rows = []
     for t in (sorted(set(votes) | {c.agg_threshold}) if voted else [c.agg_threshold]):
@@ -223,7 +224,7 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
     key = tab.assign(f1_=tab.f1.fillna(-1.0), off=(tab.min_voxels - base).abs() / base + (tab.agg_threshold - c.agg_threshold).abs())
     best = key.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0]
     tab["chosen"] = (tab.min_voxels == best.min_voxels) & (tab.agg_threshold == best.agg_threshold)
-    return dict(min_cluster_voxels=int(round(int(best.min_voxels) * 512 ** 2 / (hw[0] * hw[1]))),
+    return dict(min_cluster_voxels=voxels_to_paper(int(best.min_voxels), hw),
                 agg_threshold=float(best.agg_threshold)), tab
 
 def choose_size_filter(pseudo_dir, truth_dir, studies: list, profile: Profile, ladder=SIZE_LADDER) -> tuple[int, pd.DataFrame]:

@@ -101,7 +101,8 @@ def bench_ig(p: Profile, device: str, steps: int | None = None, model=None) -> d
 
 def bench_iteration(p: Profile, device: str, ex: Explainer, ig_sample_s: float, study_slices: int = 235) -> dict:
     "One Algorithm-1 iteration on one slab (gate, IG, hysteresis, masking, re-check), scaled to every slab of a study."
-    from labelup.iterate import algorithm1_args, iterate_slab
+    from labelup.iterate import iterate_slab
+    from labelup.settings import algorithm1_args
     S, ctx = p.data.image_size, p.data.context
     x = torch.rand(ctx, S, S)
     kw = dict(algorithm1_args(p), clf_threshold=-1.0, max_iterations=1)   # random weights: force the iteration to run

@@ -11,7 +11,8 @@ import pandas as pd
 from ..config import Profile
 from ..files import atomic_path, load_volume, md_table, write_text_atomic
 from ..iterate import labels_at
-from ..filter import filter_mask, filter_clusters, filter_params
+from ..filter import filter_clusters
+from ..settings import filter_mask, filter_params
 
 # %% auto #0
 __all__ = ['PAPER_TABLE2', 'PAPER_TABLE3', 'REFERENCE_SETTINGS', 'evaluate_by_iteration', 'size_filter_sweep', 'study_records',
