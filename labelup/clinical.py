@@ -181,7 +181,7 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
                voxels=int(mask.sum()), threshold=post["threshold"], window=prof.student.sw_roi,
-               filters=post["filter_sizes"] is not None, seconds=round(time.perf_counter() - t0, 3),
+               filters=post["cluster_filter"] is not None, seconds=round(time.perf_counter() - t0, 3),
                checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
 

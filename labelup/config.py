@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib, math
 from dataclasses import dataclass, field, asdict, fields, is_dataclass, replace
 
-from .core import UsageError
+from .core import MAX_SLICE_SIDE, UsageError, max_study_voxels
 from .runtime import configure_threads
 
 # %% auto #0
@@ -336,14 +336,28 @@ CHOICES = {"data.family": ("phantom", "chest"),   # string parameters with a fix
            "student.sw_roi": ("patch", "auto"),
            "teacher.ig_rule": ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right")}  # captum's
 
+# The most a size that decides an allocation may be, whoever gives it (`--set`, or the profile stored in a checkpoint)
+_AT_MOST = {"data.image_size": MAX_SLICE_SIDE, "data.context": 63, "classifier.batch_size": 4096,
+            "classifier.eval_batch_size": 4096, "classifier.num_workers": 256, "teacher.ig_steps": 4096,
+            "teacher.ig_rule_steps": 4096, "teacher.adaptive_steps": 4096, "teacher.internal_batch_size": 65536,
+            "teacher.n_references": 64, "teacher.nt_samples": 256, "teacher.reference_pool": 65536, "teacher.slab_batch": 4096,
+            "student.batch_size": 4096, "student.sw_batch_size": 4096, "student.num_workers": 256}
+_VOLUMES = {"data.phantom_shape", "student.patch_size"}   # tuples whose product is a volume allocated at once
+
 def _value_problem(key: str, v) -> str | None:
     "Why `v` is not a valid value of the dotted parameter `key` (None when it is)."
     attr = key.partition(".")[2]
     if isinstance(v, str) and key in CHOICES: return None if v in CHOICES[key] else f"choose one of {', '.join(CHOICES[key])}"
     if isinstance(v, bool) or v is None or isinstance(v, str): return None
     if isinstance(v, tuple):
-        return None if all(isinstance(x, (int, float)) and x >= 1 for x in v) else "every entry must be >= 1"
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 1 for x in v):
+            return "every entry must be a number >= 1"
+        if max(v, default=0) > MAX_SLICE_SIDE: return f"every entry must be <= {MAX_SLICE_SIDE}"
+        if key in _VOLUMES and math.prod(v) > max_study_voxels():
+            return f"{math.prod(v):,} voxels; at most {max_study_voxels():,} (LABELUP_MAX_STUDY_VOXELS)"
+        return None
     if not math.isfinite(v): return "must be a finite number"
+    if key in _AT_MOST and v > _AT_MOST[key]: return f"must be <= {_AT_MOST[key]}"
     if key in _ANY_NUMBER: return None
     if key in _AT_LEAST_ONE: return None if v >= 1 else "must be >= 1"
     if attr == "clf_threshold": return None if 0 <= v < 1 else "must lie in [0, 1)"   # 0: every slab is explained
@@ -399,18 +413,42 @@ def profile_keys() -> list[str]:
     p = Profile()
     return [f"{s.name}.{f.name}" for s in fields(p) if is_dataclass(getattr(p, s.name)) for f in fields(getattr(p, s.name))]
 
-def profile_from_dict(d: dict) -> Profile:
-    "Rebuild a Profile saved with `Profile.to_dict` (e.g. from a checkpoint or a JSON record)."
+def _type_problem(default, v) -> str | None:
+    "Why a stored value `v` cannot stand where the profile has `default` (None when it can)."
+    if isinstance(default, bool): return None if isinstance(v, bool) else "expected true or false"
+    if isinstance(default, int): return None if isinstance(v, int) and not isinstance(v, bool) else "expected a whole number"
+    if isinstance(default, float): return None if isinstance(v, (int, float)) and not isinstance(v, bool) else "expected a number"
+    if isinstance(default, tuple): return None if isinstance(v, (list, tuple)) else "expected a list of numbers"
+    if isinstance(default, str) or default is None: return None if v is None or isinstance(v, str) else "expected text"
+    return None
+
+def profile_from_dict(d: dict, # a profile saved with `Profile.to_dict`
+                      source: str = "stored profile", # what the error names: the checkpoint or record it came from
+                     ) -> Profile:
+    """Rebuild a Profile saved with `Profile.to_dict` (e.g. from a checkpoint or a JSON record). Its values pass the
+    checks `--set` passes (types, ranges, the most a size may be): a stored profile cannot ask for more than a user could."""
+    if not isinstance(d, dict): raise UsageError(f"{source}: the stored profile is not a mapping")
     kw = {}
     for k, v in d.items():
-        if k == "name": kw[k] = v; continue
+        if k == "name": kw[k] = str(v); continue
         k = _SECTION_ALIASES.get(k, k)
+        if k not in ("data", "classifier", "teacher", "student", "finetune", "bench") or not isinstance(v, dict): continue
         cls = {"data": DataCfg, "classifier": ClassifierCfg, "teacher": TeacherCfg,
                "student": StudentCfg, "finetune": FinetuneCfg, "bench": BenchCfg}[k]
         known = {f.name: f for f in fields(cls)}
         v = {_canonical_key(f"{k}.{a}").partition(".")[2] if _canonical_key(f"{k}.{a}").startswith(k + ".") else a: b
              for a, b in v.items()}   # old key names within the section (teacher.window_batch -> teacher.slab_batch)
-        kw[k] = cls(**{a: (tuple(b) if isinstance(getattr(cls(), a), tuple) else b) for a, b in v.items() if a in known})
+        default = cls()
+        for a, b in v.items():
+            if a not in known: continue
+            why = _type_problem(getattr(default, a), b)
+            if why is None and isinstance(b, (list, tuple)):
+                b = tuple(b)
+                if f"{k}.{a}" not in _ANY_LENGTH and len(b) != len(getattr(default, a)):
+                    why = f"expected {len(getattr(default, a))} numbers"
+            why = why or _value_problem(f"{k}.{a}", b)
+            if why: raise UsageError(f"{source}: {k}.{a}={b!r}: {why}")
+        kw[k] = cls(**{a: (tuple(b) if isinstance(getattr(default, a), tuple) else b) for a, b in v.items() if a in known})
     return Profile(**kw)
 
 # %% ../nbs/00a_config.ipynb #18eea6e8

@@ -196,6 +196,7 @@ def read_checkpoint(path, # a checkpoint file written by labelup
     if got not in want:
         raise UsageError(f"{path}: {'a ' + got if got != 'unknown' else 'not a labelup'} checkpoint, "
                          f"expected a {' or '.join(want)} checkpoint")
+    if "profile" in ck: profile_from_dict(ck["profile"], short_name(path))   # its stored settings pass --set's checks, or one line
     return ck
 
 DATA_OUTCOME = ("image_size", "window_center", "window_width", "context", "test_fraction", "val_fraction", "split_seed", "seed")

@@ -21,8 +21,8 @@ from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
 from .explain import activation_bytes, cpu_supports_bf16, free_memory
-from .filter import filter_clusters
-from .settings import filter_params
+from .filter import ClusterFilter
+from .settings import filter_settings
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
 
@@ -424,12 +424,12 @@ def student_inference_args(profile: Profile) -> dict:
 
 def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
                 threshold: float = 0.5, # voxels >= threshold are PE (student.threshold)
-                filter_sizes: tuple | None = None, # (min_voxels, max_distance_px) of the stage-2 filters (labelup.filter); None: no filter
+                cluster_filter: ClusterFilter | None = None, # the stage-2 size and distance filters on this grid (`labelup.settings.filter_settings`); None: none
                ) -> tuple[np.ndarray, int]:
     "Threshold, optional stage-2 size/distance filters, 26-connected components: (uint8 mask, number of components kept)."
     mask = (prob >= threshold).astype(np.uint8)
-    if filter_sizes is not None:
-        mask = np.asarray(filter_clusters(mask, *filter_sizes)[0]).astype(np.uint8)
+    if cluster_filter is not None:
+        mask = np.asarray(cluster_filter(mask)).astype(np.uint8)
     _, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     return mask, int(n)
 
@@ -439,7 +439,7 @@ def student_postprocess_args(profile: Profile, # student.threshold, student.filt
                             ) -> dict:
     "The keyword arguments of `postprocess` that a profile sets: the one place a profile meets the student's mask."
     on = profile.student.filter_output if filters is None else bool(filters)
-    return dict(threshold=profile.student.threshold, filter_sizes=filter_params(profile, tuple(shape_hw)) if on else None)
+    return dict(threshold=profile.student.threshold, cluster_filter=filter_settings(profile, tuple(shape_hw)) if on else None)
 
 # %% ../nbs/11_student.ipynb #0b6f1517
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
@@ -455,7 +455,7 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
     rec = dict(study=name, seconds=round(secs, 4), components=n, voxels=int(mask.sum()), shape=list(mask.shape),
-               threshold=post["threshold"], filters=post["filter_sizes"] is not None, window=profile.student.sw_roi,
+               threshold=post["threshold"], filters=post["cluster_filter"] is not None, window=profile.student.sw_roi,
                **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec

@@ -340,3 +340,22 @@ def test_an_unexpected_error_in_one_study_is_a_skip(student, tmp_path, monkeypat
     err = pd.read_csv(tmp_path / "out" / "errors.csv")
     assert err.source.tolist() == ["st2/se"] and err.error[0] == "RuntimeError: decoder crashed with a two-line message"
     assert len([d for d in (tmp_path / "out").iterdir() if d.is_dir()]) == 2
+
+
+@pytest.mark.parametrize("key,value,want", [("data.image_size", 10 ** 6, "data.image_size=1000000: must be <= 4096"),
+                                            ("student.sw_batch_size", 10 ** 9, "student.sw_batch_size=1000000000: must be <= 4096"),
+                                            ("student.patch_size", [4096, 4096, 4096], "voxels; at most"),
+                                            ("data.context", "7", "expected a whole number")])
+def test_checkpoint_profile_cannot_inflate_memory(student, tmp_path, capsys, key, value, want):
+    "A checkpoint's stored profile passes the checks `--set` passes: it cannot choose how much labelup allocates."
+    import torch
+    root, ck = student
+    d = torch.load(ck, map_location="cpu", weights_only=True)
+    section, attr = key.split(".")
+    d["profile"][section][attr] = value
+    bad = tmp_path / "tampered.pt"; torch.save(d, bad)
+    assert main(["segment", "--checkpoint", str(bad), "--cache", str(root / "cache"), "--out", str(tmp_path / "p"),
+                 "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tampered.pt: " + key in err and want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p").exists() or not any((tmp_path / "p").glob("*.nii.gz"))

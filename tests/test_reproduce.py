@@ -44,6 +44,10 @@ def test_every_table_and_figure(run):
         assert any(fig in p for p in pngs), f"no {fig} figure in {sorted(pngs)}"
     readme = (res / "README.md").read_text()
     assert "Table VI" in readme and "_not produced in this run_" not in readme
+    rj = json.loads((res / "run.json").read_text())   # provenance: the code that made the run, when, on which CPU
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert (rj["commit"].split("+")[0] == head if (ROOT / ".git").exists() else rj["commit"] is None), rj
+    assert rj["date"][:2] == "20" and rj["cpu"] and rj["labelup"], rj
     claims = [c for f in res.glob("claims_*.json") for c in json.loads(f.read_text())]
     assert len(claims) >= 5
     for c in claims:   # each claim's verdict in the README is the one its JSON record holds

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from ..files import RunLayout, write_json_atomic, write_text_atomic, atomic_path
 from ..core import UsageError
+from ..runtime import cpu_name
 from ..config import get_profile
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES', 'find_notebooks',
-           'reproduce', 'write_results_readme']
+           'code_version', 'reproduce', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -50,6 +51,20 @@ def find_notebooks(nbs=None) -> Path:
                      "(git clone ...; pip install -e '.[dev]'), or pass --nbs DIR (the checkout's nbs/ folder)")
 
 # %% ../../nbs/28_reproduce.ipynb #95da0a03
+def code_version() -> dict:
+    "`{labelup, commit}`: the package version, and the git commit of the checkout it runs from (None for a wheel or a dirty tree's unknown)."
+    import subprocess, labelup
+    commit = None
+    try:
+        here = Path(labelup.__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if r.returncode == 0 and (here.parent / ".git").exists():
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
+            commit = r.stdout.strip() + ("+changes" if dirty else "")
+    except (OSError, subprocess.SubprocessError): pass
+    return dict(labelup=labelup.__version__, commit=commit)
+
 def reproduce(profile: str = "smoke", # profile name
               out=None, # run folder (default runs/<profile>)
               data_root=None, # RSPECT-layout root with real data; None: the synthetic phantom
@@ -78,7 +93,8 @@ def reproduce(profile: str = "smoke", # profile name
                   device=device, overrides=list(overrides or []))
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
-                      data="phantom" if data_root is None else Path(data_root).name))
+                      data="phantom" if data_root is None else Path(data_root).name, **code_version(),
+                      date=time.strftime("%Y-%m-%d", time.gmtime()), cpu=cpu_name()))
     timings, what = {}, dict(RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS)
     for i, name in enumerate(todo, 1):
         dst = out / "notebooks" / f"{name}.ipynb"
