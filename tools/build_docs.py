@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = [
     ("Data: DICOM, labels, the cache", ["docs/data", "00_*", "00[a-z]_*", "01_*", "01[a-z]_*", "02_*", "02[a-z]_*", "03_*", "04_*", "04[a-z]_*"]),
     ("Stage 1: slice classifier", ["05_*", "06_*"]),
-    ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "10_*"]),
+    ("Stage 2: the explainability teacher", ["07_*", "08_*", "09_*", "09[a-z]_*", "10_*"]),
     ("Stage 3: the segmentation student", ["11_*", "12_*", "13_*", "14_*"]),
     ("Results: the paper's tables and figures", ["20_*", "21_*", "22_*", "22[a-z]_*", "23_*", "24_*", "28_*", "results/*"]),
     ("Benchmarks", ["25_*", "26_*", "27_*", "29_*"]),
