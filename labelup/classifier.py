@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Profile, outcome_settings, get_profile, profile_from_dict
-from .files import read_checkpoint, DATA_OUTCOME, claim_output, write_json_atomic
-from .core import hu_window, get_logger
+from .files import load_weights, read_checkpoint, DATA_OUTCOME, claim_output, write_json_atomic
+from .core import UsageError, hu_window, get_logger, short_name
 from .runtime import pick_device
 from .data import slab_indices, split_studies
 from .store import build_store, read_slab
@@ -56,6 +56,8 @@ class SliceClassifier(nn.Module):
     def __init__(self, backbone: str, in_chans: int = 7, pretrained_path: str | None = None):
         super().__init__()
         import timm
+        if not timm.is_model(backbone):   # a name from a profile or checkpoint: timm's own registry only (no hub download)
+            raise UsageError(f"classifier.backbone={backbone!r}: not a timm model name (see timm.list_models())")
         kw = dict(in_chans=in_chans, num_classes=1, global_pool="max")
         if pretrained_path:
             if not Path(pretrained_path).exists(): raise FileNotFoundError(f"pretrained weights not found: {pretrained_path}")
@@ -324,9 +326,10 @@ def load_classifier(path,                 # model.pt written by `train_classifie
                    ) -> tuple[SliceClassifier, Profile]:
     "Load a trained classifier (eval mode, on `device`) and its profile."
     ck = read_checkpoint(path, "classifier")
-    prof = profile_from_dict(ck["profile"])
-    model = build_classifier(prof, pretrained=False)
-    model.load_state_dict(ck["state_dict"])
+    prof = profile_from_dict(ck["profile"], short_name(path))
+    try: model = build_classifier(prof, pretrained=False)
+    except UsageError as e: raise UsageError(f"{short_name(path)}: {e}") from None
+    load_weights(model, ck["state_dict"], path)
     return model.to(pick_device(device)).eval(), prof
 
 # %% ../nbs/06_classifier.ipynb #d236c5c6

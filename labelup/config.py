@@ -353,6 +353,8 @@ def _value_problem(key: str, v) -> str | None:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 1 for x in v):
             return "every entry must be a number >= 1"
         if max(v, default=0) > MAX_SLICE_SIDE: return f"every entry must be <= {MAX_SLICE_SIDE}"
+        if key == "student.filters" and (len(v) > 8 or max(v, default=0) > 1024):   # the network's weights: paper 32-320, 6 levels
+            return "at most 8 levels of at most 1024 channels"
         if key in _VOLUMES and math.prod(v) > max_study_voxels():
             return f"{math.prod(v):,} voxels; at most {max_study_voxels():,} (LABELUP_MAX_STUDY_VOXELS)"
         return None

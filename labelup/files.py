@@ -17,7 +17,7 @@ from .config import Profile, profile_from_dict, outcome_settings
 # %% auto #0
 __all__ = ['CHECKPOINT_KINDS', 'DATA_OUTCOME', 'md_table', 'RunLayout', 'writer_tag', 'temporary_dir', 'atomic_path',
            'sweep_temporaries', 'write_text_atomic', 'write_json_atomic', 'save_volume', 'volume_shape', 'load_volume',
-           'checkpoint_kind', 'read_checkpoint', 'claim_output', 'checkpoint_profile']
+           'checkpoint_kind', 'read_checkpoint', 'load_weights', 'claim_output', 'checkpoint_profile']
 
 # %% ../nbs/00b_files.ipynb #ddd0c906
 def md_table(df, # a pandas DataFrame
@@ -198,6 +198,17 @@ def read_checkpoint(path, # a checkpoint file written by labelup
                          f"expected a {' or '.join(want)} checkpoint")
     if "profile" in ck: profile_from_dict(ck["profile"], short_name(path))   # its stored settings pass --set's checks, or one line
     return ck
+
+def load_weights(model, # the network built from the checkpoint's (or the run's) profile
+                 state: dict, # the checkpoint's state dict
+                 path, # the checkpoint, for the message
+                ):
+    "`model.load_state_dict(state)`; weights that do not fit the network are one line naming the checkpoint."
+    try: model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+        raise UsageError(f"{short_name(path)}: its weights do not fit the network its profile describes "
+                         f"({' '.join(str(e).split())[:200] or type(e).__name__})") from None
+    return model
 
 DATA_OUTCOME = ("image_size", "window_center", "window_width", "context", "test_fraction", "val_fraction", "split_seed", "seed")
 

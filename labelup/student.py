@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .config import CHOICES, Profile, StudentCfg, outcome_settings, profile_from_dict
-from .core import UsageError, get_logger
-from .files import atomic_path, sweep_temporaries, DATA_OUTCOME, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
+from .core import UsageError, get_logger, short_name
+from .files import atomic_path, load_weights, sweep_temporaries, DATA_OUTCOME, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
 from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
@@ -259,10 +259,9 @@ def load_student(path,             # a `model.pt` written by `train_student` (or
                   ) -> tuple[torch.nn.Module, Profile]:
     "The student in eval mode on `device` and the profile it was trained with (`weights_only=True` loading)."
     ck = read_checkpoint(path, ("student", "training-state"))
-    prof = profile_from_dict(ck["profile"]) if "profile" in ck else profile
+    prof = profile_from_dict(ck["profile"], short_name(path)) if "profile" in ck else profile
     if prof is None: raise UsageError(f"{path}: no profile stored; pass `profile`")
-    model = build_student(prof.student)
-    model.load_state_dict(ck["model"])
+    model = load_weights(build_student(prof.student), ck["model"], path)
     return model.to(pick_device(device)).eval(), prof
 
 def validation_f1(net, cache, labels_dir, studies: list, profile: Profile, device=None) -> dict:
@@ -305,9 +304,7 @@ def train_student(cache,            # prepare cache (images)
     seed_everything(profile.data.seed)
     model = build_student(cfg)
     if init is not None:   # checked before the folder is claimed: a rejected --init leaves nothing behind
-        try: model.load_state_dict(read_checkpoint(init, ("student", "training-state"))["model"])
-        except RuntimeError as e:
-            raise UsageError(f"{Path(init).name}: its weights do not fit this student ({str(e).splitlines()[0]})") from None
+        load_weights(model, read_checkpoint(init, ("student", "training-state"))["model"], init)
     out = claim_output(out, student_settings(profile, studies, labels_dir, init, schedule), force, "student")
     final = out / "model.pt"
     if final.exists(): return final

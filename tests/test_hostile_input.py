@@ -345,7 +345,9 @@ def test_an_unexpected_error_in_one_study_is_a_skip(student, tmp_path, monkeypat
 @pytest.mark.parametrize("key,value,want", [("data.image_size", 10 ** 6, "data.image_size=1000000: must be <= 4096"),
                                             ("student.sw_batch_size", 10 ** 9, "student.sw_batch_size=1000000000: must be <= 4096"),
                                             ("student.patch_size", [4096, 4096, 4096], "voxels; at most"),
-                                            ("data.context", "7", "expected a whole number")])
+                                            ("data.context", "7", "expected a whole number"),
+                                            ("student.filters", [1024] * 20, "at most 8 levels"),
+                                            ("student.filters", [8, 16, 32], "its weights do not fit the network")])
 def test_checkpoint_profile_cannot_inflate_memory(student, tmp_path, capsys, key, value, want):
     "A checkpoint's stored profile passes the checks `--set` passes: it cannot choose how much labelup allocates."
     import torch
@@ -357,5 +359,22 @@ def test_checkpoint_profile_cannot_inflate_memory(student, tmp_path, capsys, key
     assert main(["segment", "--checkpoint", str(bad), "--cache", str(root / "cache"), "--out", str(tmp_path / "p"),
                  "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "tampered.pt: " + key in err and want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "tampered.pt: " in err and want in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert key in err or "do not fit" in want, err
     assert not (tmp_path / "p").exists() or not any((tmp_path / "p").glob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("backbone", ["hf-hub:someone/model", "os.system"])
+def test_checkpoint_backbone_is_a_local_timm_name(tmp_path, capsys, backbone):
+    "A classifier checkpoint's backbone name is looked up in timm's own registry only: no hub download, no traceback."
+    import torch
+    from labelup.classifier import build_classifier, save_classifier
+    p = get_profile("smoke")
+    ck = save_classifier(tmp_path / "clf.pt", build_classifier(p, pretrained=False), p)
+    d = torch.load(ck, map_location="cpu", weights_only=True); d["profile"]["classifier"]["backbone"] = backbone
+    bad = tmp_path / "tampered.pt"; torch.save(d, bad)
+    assert main(["pseudo-label", "--cache", str(tmp_path / "nocache"), "--checkpoint", str(bad), "--out", str(tmp_path / "t"),
+                 "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "tampered.pt: classifier.backbone=" in err and "not a timm model name" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err

@@ -52,7 +52,7 @@ def find_notebooks(nbs=None) -> Path:
 
 # %% ../../nbs/28_reproduce.ipynb #95da0a03
 def code_version() -> dict:
-    "`{labelup, commit}`: the package version, and the git commit of the checkout it runs from (None for a wheel or a dirty tree's unknown)."
+    "`{labelup, commit}`: the package version, and the git commit of the checkout it runs from (`+changes` when tracked files differ; None outside a checkout)."
     import subprocess, labelup
     commit = None
     try:
