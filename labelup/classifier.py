@@ -7,6 +7,7 @@ global **max**, exactly as the paper's section III.A; evaluated at slice level (
 # %% ../nbs/06_classifier.ipynb #ef66fda2
 from __future__ import annotations
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,23 +26,34 @@ from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_b
                             save_checkpoint, DistInfo)
 
 # %% auto #0
-__all__ = ['preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'blur2d', 'Augment', 'focal_loss',
-           'slab_store_params', 'slab_store', 'height_weights', 'SliceBank', 'class_balance', 'fit_classifier',
-           'save_classifier', 'load_classifier', 'classifier_settings', 'train_classifier', 'score_volume',
-           'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
+__all__ = ['Preprocess', 'preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'blur2d', 'Augment',
+           'focal_loss', 'slab_store_params', 'slab_store', 'height_weights', 'SliceBank', 'class_balance',
+           'fit_classifier', 'save_classifier', 'load_classifier', 'classifier_settings', 'train_classifier',
+           'score_volume', 'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
+@dataclass(frozen=True)
+class Preprocess:
+    "The classifier's input transform: the HU window to [0, 1], then an in-plane resize to the network grid."
+    center: float = 100.0    # HU window centre (paper)
+    width: float = 400.0     # HU window width (paper)
+    size: int = 512          # in-plane size fed to the network (paper 512)
+
+    def __call__(self, image_hu_zyx) -> torch.Tensor:
+        "Float32 tensor (Z, size, size) in [0, 1] of a HU volume vol[z, y, x] (numpy or torch)."
+        v = torch.as_tensor(np.asarray(image_hu_zyx) if not torch.is_tensor(image_hu_zyx) else image_hu_zyx).float()
+        v = hu_window(v, self.center, self.width)
+        if tuple(v.shape[1:]) != (self.size, self.size):
+            v = F.interpolate(v[:, None], size=(self.size, self.size), mode="bilinear",
+                              align_corners=False, antialias=True)[:, 0].clamp(0, 1)
+        return v.contiguous()
+
 def preprocess_volume(image_hu_zyx,           # HU volume vol[z, y, x] (numpy or torch)
                       profile: Profile,       # gives the HU window and `data.image_size`
                      ) -> torch.Tensor:
-    "Window to [0, 1] and resize in-plane to `profile.data.image_size`: float32 tensor (Z, S, S)."
+    "`Preprocess` with the profile's HU window and `data.image_size`: float32 tensor (Z, S, S)."
     d = profile.data
-    v = torch.as_tensor(np.asarray(image_hu_zyx) if not torch.is_tensor(image_hu_zyx) else image_hu_zyx).float()
-    v = hu_window(v, d.window_center, d.window_width)
-    if tuple(v.shape[1:]) != (d.image_size, d.image_size):
-        v = F.interpolate(v[:, None], size=(d.image_size, d.image_size), mode="bilinear",
-                          align_corners=False, antialias=True)[:, 0].clamp(0, 1)
-    return v.contiguous()
+    return Preprocess(d.window_center, d.window_width, d.image_size)(image_hu_zyx)
 
 def make_slabs(vol: torch.Tensor,  # preprocessed volume (Z, S, S)
                  zs,                 # centre slices

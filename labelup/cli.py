@@ -339,10 +339,13 @@ def cli_pseudo_label(*,
     OUT/<Study>.json). Resumable; under torchrun the studies are sharded across processes by RANK/WORLD_SIZE."""
     import numpy as np
     from labelup.teacher import pseudo_label
+    from labelup.settings import teacher_of
+    from labelup.pipeline import teacher_pool
     p = profile_from_args(opts, checkpoint_profile(checkpoint, "classifier"))
     with _progress(f"pseudo-label [{os.environ.get('RANK', '0')}]", quiet) as bar:
-        recs = pseudo_label(cache, checkpoint, out, p, studies=studies or None, device=opts.device,
-                            heatmaps=heatmaps, fast=not reference_teacher, on_study=bar, force=force)
+        recs = pseudo_label(cache, checkpoint, out, teacher_of(p), studies=studies or None, device=opts.device,
+                            heatmaps=heatmaps, fast=not reference_teacher, on_study=bar, force=force,
+                            pool_studies=teacher_pool(cache, p))
     n_it = [r["iterations"] for r in recs]
     print(f"{len(recs)} studies in {out}; iterations per study: median {np.median(n_it) if n_it else 0:.0f}, "
           f"max {max(n_it, default=0)}")

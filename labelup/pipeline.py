@@ -16,7 +16,7 @@ from .core import get_logger
 
 # %% auto #0
 __all__ = ['log', 'FAMILIES', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer', 'ensure_cache',
-           'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_profile',
+           'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_pool', 'teacher_profile',
            'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies', 'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
@@ -140,6 +140,12 @@ def teacher_studies(run, profile: Profile, data_root=None) -> list[str]:
     split = ensure_split(run, profile, data_root)
     return student_studies(split, profile.student.pseudo_studies, profile.data.split_seed) + sorted(split["test"])
 
+def teacher_pool(cache, profile: Profile) -> list | None:
+    "The studies the `negatives` IG reference draws its windows from (the training split), where the profile uses it."
+    from labelup.data import split_studies
+    from labelup.teacher import uses_negatives
+    return split_studies(cache, profile)["train"] if uses_negatives(profile.teacher) else None
+
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
     and vote threshold chosen on the run's positive validation studies (`labelup.teacher.choose_filters`; the teacher labels them once
@@ -152,11 +158,13 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     f = out / "choice.json"
     if not f.is_file():
         from labelup.teacher import choose_filters, pseudo_label
+        from labelup.settings import teacher_of
         val = positive_studies(lay, profile, data_root, "val")
         if not val: raise ValueError("teacher.tune_filter: the run has no PE-positive validation study to choose on")
         ckpt = ensure_classifier(lay, profile, data_root, device)
-        pseudo_label(lay.cache, ckpt, out, profile, studies=val, device=device, votes=True)
-        choice, table = choose_filters(out, lay.cache, val, profile)
+        pseudo_label(lay.cache, ckpt, out, teacher_of(profile), studies=val, device=device, votes=True,
+                     pool_studies=teacher_pool(lay.cache, profile))
+        choice, table = choose_filters(out, lay.cache, val, teacher_of(profile))
         table.to_csv(out / "sweep.csv", index=False)
         write_json_atomic(f, dict(choice, profile_min_cluster_voxels=profile.teacher.min_cluster_voxels,
                                   profile_agg_threshold=profile.teacher.agg_threshold, studies=len(val)))
@@ -170,10 +178,12 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."
     from labelup.teacher import pseudo_label
+    from labelup.settings import teacher_of
     lay = _layout(run)
     ckpt = ensure_classifier(lay, profile, data_root, device)
     profile = teacher_profile(lay, profile, data_root, device)
-    pseudo_label(lay.cache, ckpt, lay.teacher, profile, studies=teacher_studies(lay, profile, data_root), device=device)
+    pseudo_label(lay.cache, ckpt, lay.teacher, teacher_of(profile), studies=teacher_studies(lay, profile, data_root), device=device,
+                 pool_studies=teacher_pool(lay.cache, profile))
     return lay.teacher
 
 def ensure_student(run, profile: Profile, data_root=None, device=None) -> Path:

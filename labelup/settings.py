@@ -6,15 +6,18 @@ the one place where the paper's sizes (given at 512 x 512) meet a grid."""
 
 # %% ../nbs/09a_settings.ipynb #2224362c
 from __future__ import annotations
+from dataclasses import dataclass, field
 import numpy as np
 
-from .config import Profile, paper_px, paper_voxels, paper_distance
+from .config import Profile, TeacherCfg, outcome_settings, paper_px, paper_voxels, paper_distance, voxels_to_paper
+from .classifier import Preprocess
 from .iterate import Algorithm1, Aggregation
 from .filter import ClusterFilter
 
 # %% auto #0
-__all__ = ['neighbourhood_radius', 'algorithm1_settings', 'algorithm1_args', 'aggregation_settings', 'filter_settings',
-           'filter_params', 'filter_mask']
+__all__ = ['neighbourhood_radius', 'algorithm1_settings', 'algorithm1_args', 'aggregation_settings', 'FilterScale',
+           'filter_scale', 'filter_settings', 'filter_params', 'filter_mask', 'preprocess_settings', 'TeacherSettings',
+           'teacher_outcome', 'teacher_of']
 
 # %% ../nbs/09a_settings.ipynb #d2855ccc
 def neighbourhood_radius(profile: Profile, # teacher.neighbourhood (H, W, slices) in paper pixels
@@ -42,13 +45,29 @@ def aggregation_settings(profile: Profile) -> Aggregation:
     return Aggregation(sigma=profile.teacher.agg_sigma, threshold=profile.teacher.agg_threshold, context=profile.data.context)
 
 # %% ../nbs/09a_settings.ipynb #bd76d664
+@dataclass(frozen=True)
+class FilterScale:
+    "The stage-2 size and distance filters in paper units (at 512 x 512); called with a grid's (H, W), that grid's `ClusterFilter`."
+    min_cluster_voxels: float = 100.0    # paper voxels
+    max_center_distance: float = 160.0   # paper pixels
+
+    def __call__(self, shape_hw: tuple) -> ClusterFilter:
+        h, w = shape_hw
+        return ClusterFilter(paper_voxels(self.min_cluster_voxels, (h, w)), paper_distance(self.max_center_distance, w))
+
+    def to_paper(self, n: int, shape_hw: tuple) -> int:
+        "`n` voxels of a `shape_hw` grid in paper units: the inverse of the size filter's scaling."
+        return voxels_to_paper(n, shape_hw)
+
+def filter_scale(profile: Profile) -> FilterScale:
+    "The profile's size and distance filters (teacher.min_cluster_voxels, max_center_distance), in paper units."
+    return FilterScale(profile.teacher.min_cluster_voxels, profile.teacher.max_center_distance)
+
 def filter_settings(profile: Profile, # teacher.min_cluster_voxels / max_center_distance in paper units
                     shape_hw: tuple | None = None, # (H, W) of the mask's grid; None: the profile's image_size
                    ) -> ClusterFilter:
     "The size and distance filters on a grid of `shape_hw`, scaled from the paper's 512 x 512."
-    h, w = shape_hw if shape_hw is not None else (profile.data.image_size, profile.data.image_size)
-    t = profile.teacher
-    return ClusterFilter(paper_voxels(t.min_cluster_voxels, (h, w)), paper_distance(t.max_center_distance, w))
+    return filter_scale(profile)(shape_hw if shape_hw is not None else (profile.data.image_size, profile.data.image_size))
 
 def filter_params(profile: Profile, shape_hw: tuple | None = None) -> tuple[int, float]:
     "`(min_voxels, max_distance_px)` of `filter_settings`."
@@ -60,3 +79,34 @@ def filter_mask(mask: np.ndarray, # binary vol[z, y, x] on any grid
                ) -> np.ndarray:
     "The mask through the profile's size and distance filters, scaled to the mask's grid."
     return filter_settings(profile, np.shape(mask)[1:])(mask)
+
+
+# %% ../nbs/09a_settings.ipynb #4151289e
+def preprocess_settings(profile: Profile) -> Preprocess:
+    "The classifier's input transform with the profile's HU window and `data.image_size`."
+    d = profile.data
+    return Preprocess(d.window_center, d.window_width, d.image_size)
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    "The teacher's steps, each with its own settings (`teacher_of` builds them from a profile)."
+    ig: TeacherCfg                   # the explainer: IG points and rule, references, precision policy, batch sizes
+    preprocess: Preprocess           # the HU window and the network grid the teacher runs on
+    algorithm: Algorithm1            # Algorithm 1 on the network grid
+    aggregation: Aggregation         # Gaussian aggregation over slabs and the vote threshold
+    cluster_filter: FilterScale      # the size and distance filters, put on each label's own grid
+    slab_batch: int = 1              # slabs explained together in one IG call
+    seed: int = 0                    # the draw of the `negatives` reference pool
+    outcome: dict = field(default_factory=dict)  # what decides a pseudo-label, recorded with each study
+
+def teacher_outcome(profile: Profile) -> dict:
+    "What determines a pseudo-label: the teacher's settings but its speed and memory ones, the network grid, the HU window."
+    return dict(teacher=outcome_settings(profile.teacher), image_size=profile.data.image_size, context=profile.data.context,
+                hu_window=[profile.data.window_center, profile.data.window_width])
+
+def teacher_of(profile: Profile) -> TeacherSettings:
+    "The teacher's settings on the profile's network grid."
+    return TeacherSettings(ig=profile.teacher, preprocess=preprocess_settings(profile), algorithm=algorithm1_settings(profile),
+                           aggregation=aggregation_settings(profile), cluster_filter=filter_scale(profile),
+                           slab_batch=profile.teacher.slab_batch, seed=profile.data.seed, outcome=teacher_outcome(profile))
+

@@ -17,20 +17,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Profile, get_profile, outcome_settings, voxels_to_paper
 from .files import claim_output, sweep_temporaries, load_volume, save_volume, write_json_atomic
 from .runtime import file_hash, pick_device
 from .core import get_logger
 from .data import list_studies, load_study
-from .classifier import load_classifier, make_slabs, preprocess_volume
+from .classifier import Preprocess, load_classifier, make_slabs
 from .explain import Explainer
 from .iterate import labels_at, teach_volume, window_label_dice
-from .settings import algorithm1_settings, aggregation_settings, filter_mask, filter_settings
+from .settings import TeacherSettings
 
 # %% auto #0
-__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_settings', 'teacher_explainer', 'uses_negatives',
-           'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
-           'choose_filters', 'choose_size_filter']
+__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_explainer', 'uses_negatives', 'negative_slabs',
+           'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label', 'choose_filters',
+           'choose_size_filter']
 
 # %% ../nbs/10_teacher.ipynb #98f4de5d
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -45,19 +44,14 @@ def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
     r = F.interpolate(t, size=tuple(shape_zyx[1:]), mode=mode, **kw)[:, 0].numpy()
     return r.astype(vol.dtype) if mode == "nearest" else r
 
-def teacher_settings(profile: Profile) -> dict:
-    "What determines a pseudo-label, recorded per study: a change invalidates finished studies, a speed setting does not."
-    return dict(teacher=outcome_settings(profile.teacher), image_size=profile.data.image_size, context=profile.data.context,
-                hu_window=[profile.data.window_center, profile.data.window_width])
-
 def teacher_explainer(model: nn.Module, # the classifier
-                      profile: Profile, # the run's profile (teacher section)
+                      settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
                       device: str | None = None,
                       fast: bool = True, # False: the plain captum reference
                       reference_pool: torch.Tensor | None = None, # negative slabs (`negative_slabs`) for the `negatives` reference
                      ) -> Explainer:
     "The teacher's explainer: bf16 is kept per study only if it leaves a window's Algorithm-1 mask unchanged (Dice >= bf16_min_dice)."
-    return Explainer(model, profile.teacher, device, fast=fast, bf16_agree=window_label_dice(algorithm1_settings(profile)),
+    return Explainer(model, settings.ig, device, fast=fast, bf16_agree=window_label_dice(settings.algorithm),
                      reference_pool=reference_pool)
 
 def uses_negatives(cfg) -> bool:
@@ -65,11 +59,12 @@ def uses_negatives(cfg) -> bool:
     return cfg.reference == "negatives" or (cfg.n_references > 1 and cfg.extra_references == "negatives")
 
 def negative_slabs(cache, # `prepare` cache folder
-                     studies: list, # candidate studies (the training split); the PE-negative ones are used
-                     profile: Profile, # preprocessing (window, image size, context)
-                     n: int, # windows in the pool
-                     seed: int = 0,
-                    ) -> torch.Tensor:
+                   studies: list, # candidate studies (the training split); the PE-negative ones are used
+                   preprocess: Preprocess, # the HU window and network grid
+                   n: int, # windows in the pool
+                   seed: int = 0,
+                   context: int = 7, # slices per slab
+                  ) -> torch.Tensor:
     "A pool of `n` PE-free windows `(n, 7, S, S)` drawn at random from the negative studies among `studies`."
     import pandas as pd
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
@@ -79,25 +74,24 @@ def negative_slabs(cache, # `prepare` cache folder
     picks = rng.choice(len(neg), size=int(n))
     out = []
     for i in np.unique(picks):
-        vol = preprocess_volume(load_study(cache, neg[i]).image, profile)
-        out.append(make_slabs(vol, rng.integers(0, len(vol), size=int((picks == i).sum())), profile.data.context))
+        vol = preprocess(load_study(cache, neg[i]).image)
+        out.append(make_slabs(vol, rng.integers(0, len(vol), size=int((picks == i).sum())), context))
     return torch.cat(out)
 
 def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the classifier
                         image, # HU vol[z, y, x] on the cache grid
-                        profile: Profile, # the run's profile
+                        settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
                         heatmap: bool = False, # also return the aggregated heatmap
-                        preprocess=None, # callable(image, profile) -> (Z, S, S); default labelup.classifier.preprocess_volume
                         vote: bool = False, # also return the vote map (`labelup.iterate.aggregate_votes`) on the cache grid
                        ) -> dict:
     "Teacher on one study: filtered label, iteration of discovery (unfiltered) and heatmap on the cache grid + record."
-    vol = (preprocess or preprocess_volume)(image, profile)
+    vol = settings.preprocess(image)
     explainer.new_study()  # bf16 / step-count decisions are taken per study: labels do not depend on the order
-    res = teach_volume(explainer, vol, algorithm1_settings(profile), aggregation_settings(profile), profile.teacher.slab_batch,
+    res = teach_volume(explainer, vol, settings.algorithm, settings.aggregation, settings.slab_batch,
                        keep_heat=heatmap, keep_vote=vote)
     shape = np.shape(image)
     disc = to_cache_grid(res.disc, shape, "nearest")
-    label = filter_mask(labels_at(disc), profile)
+    label = settings.cluster_filter(shape[1:])(labels_at(disc))
     heat = to_cache_grid(res.heat, shape, "bilinear") if heatmap else None
     votes = to_cache_grid(res.vote, shape, "nearest") if vote else None   # nearest, as `disc`: vote >= threshold <=> disc > 0
     return dict(label=label.astype(np.uint8), disc=disc.astype(np.uint8), heat=heat, vote=votes, record=res.record)
@@ -132,47 +126,45 @@ def is_done(out, study: str, settings: dict, ckpt_hash: str) -> bool:
 def pseudo_label(cache, # `prepare` cache folder
                  checkpoint, # stage-1 model.pt (or an nn.Module, for tests)
                  out, # output folder
-                 profile: Profile | str, # the run's profile
+                 settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
                  studies: list | None = None, # studies to label (default: every study in the cache)
                  device: str | None = None, # 'cpu', 'cuda', None: auto (cuda:LOCAL_RANK under torchrun)
                  heatmaps: bool = False, # also write OUT/heatmaps/<Study>.nii.gz
                  votes: bool = False, # also write OUT/votes/<Study>.nii.gz (the vote map: every vote threshold's label)
                  on_study=None, # callable(record, done, total) after each study (the CLI's progress bar)
                  fast: bool = True, # the fast teacher (False: the plain captum reference)
-                 preprocess=None, # callable(image, profile); default labelup.classifier.preprocess_volume
                  rank: int | None = None, # shard index (default: env RANK)
                  world_size: int | None = None, # shards (default: env WORLD_SIZE)
                  force: bool = False, # OUT holds pseudo-labels of other settings or another classifier: redo them instead of refusing
+                 pool_studies: list | None = None, # where the `negatives` reference draws its windows (the training split)
                 ) -> list[dict]:
     "Stage 2: write `OUT/<Study>.nii.gz` (+ iterations/, heatmaps/, `<Study>.json`) for this process's studies."
-    profile = get_profile(profile) if isinstance(profile, str) else profile
     log = get_logger("labelup.teacher")
     world = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     if device in (None, "auto") and torch.cuda.is_available() and world > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     device = pick_device(device)
     model, ckpt_hash = load_teacher_model(checkpoint, device)
-    settings = teacher_settings(profile)
     mine = shard(sorted(studies if studies is not None else list_studies(cache)), rank, world_size)
-    out = claim_output(out, dict(settings=settings, checkpoint=ckpt_hash), force, "set of pseudo-labels"); sweep_temporaries(out)
-    todo = [s for s in mine if not is_done(out, s, settings, ckpt_hash) or (votes and not (out / "votes" / f"{s}.nii.gz").exists())]
+    out = claim_output(out, dict(settings=settings.outcome, checkpoint=ckpt_hash), force, "set of pseudo-labels"); sweep_temporaries(out)
+    todo = [s for s in mine if not is_done(out, s, settings.outcome, ckpt_hash) or (votes and not (out / "votes" / f"{s}.nii.gz").exists())]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]
     if records: log.info(f"pseudo-label: {len(records)} studies already finished, {len(todo)} to do")
     pool = None
-    if todo and uses_negatives(profile.teacher):   # expected-gradients references: windows of negative training studies
-        from labelup.data import split_studies
-        pool = negative_slabs(cache, split_studies(cache, profile)["train"], profile, profile.teacher.reference_pool,
-                                profile.data.seed)
-    explainer = teacher_explainer(model, profile, device, fast=fast, reference_pool=pool) if todo else None
+    if todo and uses_negatives(settings.ig):   # expected-gradients references: windows of negative training studies
+        if pool_studies is None: raise ValueError("reference 'negatives': pseudo_label needs pool_studies (the training split)")
+        pool = negative_slabs(cache, pool_studies, settings.preprocess, settings.ig.reference_pool, settings.seed,
+                              settings.aggregation.context)
+    explainer = teacher_explainer(model, settings, device, fast=fast, reference_pool=pool) if todo else None
     for s in todo:
         st = load_study(cache, s)
         t0 = time.perf_counter()
-        r = pseudo_label_volume(explainer, st.image, profile, heatmap=heatmaps, preprocess=preprocess, vote=votes)
+        r = pseudo_label_volume(explainer, st.image, settings, heatmap=heatmaps, vote=votes)
         save_volume(out / "iterations" / f"{s}.nii.gz", r["disc"], st.affine, np.uint8)
         if heatmaps: save_volume(out / "heatmaps" / f"{s}.nii.gz", r["heat"], st.affine, np.float32)
         if votes: save_volume(out / "votes" / f"{s}.nii.gz", r["vote"], st.affine, np.float32)
         save_volume(out / f"{s}.nii.gz", r["label"], st.affine, np.uint8)
-        rec = dict(study=s, settings=settings, checkpoint=ckpt_hash, fast=fast, device=str(device),
+        rec = dict(study=s, settings=settings.outcome, checkpoint=ckpt_hash, fast=fast, device=str(device),
                    label_voxels=int(r["label"].sum()), unfiltered_voxels=int((r["disc"] > 0).sum()),
                    **{k: v for k, v in r["record"].items() if k != "slabs"},
                    slabs={str(k): v for k, v in r["record"]["slabs"].items()},
@@ -183,7 +175,7 @@ def pseudo_label(cache, # `prepare` cache folder
     return records
 
 # %% ../nbs/10_teacher.ipynb #b5085801
-SIZE_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0)   # minimum cluster sizes tried, as multiples of the profile's
+SIZE_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0)   # minimum cluster sizes tried, as multiples of the settings' own
 
 def _box_reference(truth_dir, study: str, shape) -> np.ndarray:
     "The reference of one study: its boxes (a cache) or mask (a masks folder); zeros for a negative study."
@@ -196,23 +188,23 @@ VOTE_LADDER = (0.1, 0.2, 0.3, 0.4, 0.5)   # vote thresholds tried (`teacher.agg_
 def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.nii.gz` (or only `iterations/`)
                    truth_dir,  # the reference: a prepare cache (boxes) or a folder of masks
                    studies: list, # validation studies (never the test studies)
-                   profile: Profile, # the profile's vote threshold, minimum size and distance filter
-                   ladder=SIZE_LADDER, # multiples of the profile's minimum size to try
+                   settings: TeacherSettings, # the vote threshold (aggregation) and the size and distance filters
+                   ladder=SIZE_LADDER, # multiples of the settings' minimum size to try
                    votes=VOTE_LADDER, # vote thresholds to try (only where the vote maps were kept)
                   ) -> tuple[dict, pd.DataFrame]:
     """`({min_cluster_voxels, agg_threshold}, table)`: the minimum cluster size (paper units) and vote threshold with the
-    best PE-level F1 on `studies`, on a tie the pair nearest the profile's. Without vote maps only the size is chosen."""
+    best PE-level F1 on `studies`, on a tie the pair nearest the settings' own. Without vote maps only the size is chosen."""
     from labelup.evaluation import match_pes, detection_scores
     from labelup.filter import filter_clusters
     if not studies: raise ValueError("choose_filters: no validation studies")
-    pdir, c = Path(pseudo_dir), profile.teacher
+    pdir, t0 = Path(pseudo_dir), settings.aggregation.threshold
     voted = bool(votes) and all((pdir / "votes" / f"{s}.nii.gz").exists() for s in studies)
     maps = {s: load_volume(pdir / ("votes" if voted else "iterations") / f"{s}.nii.gz")[0] for s in studies}
     hw = next(iter(maps.values())).shape[1:]
-    f = filter_settings(profile, hw); base, dist = f.min_voxels, f.max_distance
+    f = settings.cluster_filter(hw); base, dist = f.min_voxels, f.max_distance
     refs = {s: _box_reference(truth_dir, s, m.shape) for s, m in maps.items()}
     rows = []
-    for t in (sorted(set(votes) | {c.agg_threshold}) if voted else [c.agg_threshold]):
+    for t in (sorted(set(votes) | {t0}) if voted else [t0]):
         labs = {s: (m >= t - 1e-6) if voted else labels_at(m) for s, m in maps.items()}
         for k in sorted({max(1, int(round(base * m))) for m in ladder}):
             tp = fp = fn = 0
@@ -221,14 +213,14 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
                 tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
             rows.append(dict(agg_threshold=float(t), min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn)))
     tab = pd.DataFrame(rows)
-    key = tab.assign(f1_=tab.f1.fillna(-1.0), off=(tab.min_voxels - base).abs() / base + (tab.agg_threshold - c.agg_threshold).abs())
+    key = tab.assign(f1_=tab.f1.fillna(-1.0), off=(tab.min_voxels - base).abs() / base + (tab.agg_threshold - t0).abs())
     best = key.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0]
     tab["chosen"] = (tab.min_voxels == best.min_voxels) & (tab.agg_threshold == best.agg_threshold)
-    return dict(min_cluster_voxels=voxels_to_paper(int(best.min_voxels), hw),
+    return dict(min_cluster_voxels=settings.cluster_filter.to_paper(int(best.min_voxels), hw),
                 agg_threshold=float(best.agg_threshold)), tab
 
-def choose_size_filter(pseudo_dir, truth_dir, studies: list, profile: Profile, ladder=SIZE_LADDER) -> tuple[int, pd.DataFrame]:
-    "`(teacher.min_cluster_voxels, table)`: `choose_filters` at the profile's vote threshold (the size alone)."
-    choice, tab = choose_filters(pseudo_dir, truth_dir, studies, profile, ladder, votes=())
+def choose_size_filter(pseudo_dir, truth_dir, studies: list, settings: TeacherSettings, ladder=SIZE_LADDER) -> tuple[int, pd.DataFrame]:
+    "`(teacher.min_cluster_voxels, table)`: `choose_filters` at the settings' vote threshold (the size alone)."
+    choice, tab = choose_filters(pseudo_dir, truth_dir, studies, settings, ladder, votes=())
     return choice["min_cluster_voxels"], tab
 

@@ -11,7 +11,7 @@ from captum.attr import IntegratedGradients
 
 from labelup.core import TeacherCfg, UsageError, get_profile
 from labelup.explain import IG_RULES, Explainer
-from labelup.teacher import teacher_settings
+from labelup.settings import teacher_of
 from labelup._fixtures import toy_slabs, train_toy_classifier
 
 
@@ -79,11 +79,11 @@ def test_completeness_gap_and_determinism(toy):
 def test_settings_record_the_rule():
     base = get_profile("smoke")
     assert base.teacher.ig_rule == "gausslegendre" and base.teacher.ig_rule_steps == 0
-    s = teacher_settings(base)["teacher"]
+    s = teacher_of(base).outcome["teacher"]
     assert s["ig_rule"] == "gausslegendre" and s["ig_rule_steps"] == 0 and s["ig_steps"] == base.teacher.ig_steps
     mid = get_profile("smoke", ["teacher.ig_rule=riemann_middle", "teacher.ig_rule_steps=12", "teacher.ig_steps=8"])
     assert (mid.teacher.ig_rule, mid.teacher.ig_rule_steps, mid.teacher.ig_steps) == ("riemann_middle", 12, 8)
-    assert teacher_settings(mid) != teacher_settings(base)     # finished pseudo-labels of another rule are stale
+    assert teacher_of(mid).outcome != teacher_of(base).outcome     # finished pseudo-labels of another rule are stale
     with pytest.raises(UsageError): get_profile("smoke", ["teacher.ig_rule_steps=-1"])
     assert set(IG_RULES) >= {"gausslegendre", "riemann_middle", "riemann_trapezoid"}
 

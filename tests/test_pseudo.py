@@ -15,7 +15,8 @@ from labelup.data import list_studies, prepare
 from labelup._fixtures import toy_dataset, train_toy_classifier
 from labelup.filter import filter_clusters
 from labelup.iterate import aggregate_slabs, cluster_heatmap
-from labelup.teacher import is_done, pseudo_label, shard, teacher_settings
+from labelup.teacher import is_done, pseudo_label, shard
+from labelup.settings import teacher_of
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def test_shards_union_and_resume(setup, monkeypatch):
     got = []
     for r in (0, 1):
         monkeypatch.setenv("RANK", str(r)); monkeypatch.setenv("WORLD_SIZE", "2")
-        recs = pseudo_label(d / "cache", model, out, prof)
+        recs = pseudo_label(d / "cache", model, out, teacher_of(prof))
         assert [x["study"] for x in recs] == shard(sorted(studies), r, 2)
         got += [x["study"] for x in recs]
     monkeypatch.delenv("RANK"); monkeypatch.delenv("WORLD_SIZE")
@@ -48,11 +49,11 @@ def test_shards_union_and_resume(setup, monkeypatch):
         assert (out / f"{s}.nii.gz").exists() and (out / f"{s}.json").exists() and (out / "iterations" / f"{s}.nii.gz").exists()
     # an unsharded run over the same folder finds everything done
     mt = {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies}
-    pseudo_label(d / "cache", model, out, prof)
+    pseudo_label(d / "cache", model, out, teacher_of(prof))
     assert {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies} == mt
     # same result as a single process
     single = d / "single"
-    pseudo_label(d / "cache", model, single, prof)
+    pseudo_label(d / "cache", model, single, teacher_of(prof))
     for s in studies:
         np.testing.assert_array_equal(load_volume(out / f"{s}.nii.gz")[0], load_volume(single / f"{s}.nii.gz")[0])
 
@@ -61,22 +62,22 @@ def test_half_finished_run_resumes(setup):
     d, model, prof = setup
     studies = list_studies(d / "cache")
     out = d / "half"
-    pseudo_label(d / "cache", model, out, prof, studies=studies[:2])  # "killed" after 2 studies
+    pseudo_label(d / "cache", model, out, teacher_of(prof), studies=studies[:2])  # "killed" after 2 studies
     # a crash mid-study leaves a label without a record: that study must be redone
     (out / f"{studies[2]}.nii.gz").write_bytes(b"partial")
     mt = {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies[:2]}
-    recs = pseudo_label(d / "cache", model, out, prof)
+    recs = pseudo_label(d / "cache", model, out, teacher_of(prof))
     assert sorted(r["study"] for r in recs) == studies
     assert {s: (out / f"{s}.json").stat().st_mtime_ns for s in studies[:2]} == mt  # finished ones not redone
     load_volume(out / f"{studies[2]}.nii.gz")  # the partial file was replaced by a valid NIfTI
     assert not [f for f in _files(out) if f.split("/")[-1].startswith(".") or ".tmp" in f]  # no temp files
     rec = json.loads((out / f"{studies[0]}.json").read_text())
-    assert rec["settings"] == json.loads(json.dumps(teacher_settings(prof))) and "iterations" in rec and "time_s" in rec
-    assert not is_done(out, studies[0], teacher_settings(get_profile(prof, {"teacher.low_threshold": 0.3})), "in-memory")
+    assert rec["settings"] == json.loads(json.dumps(teacher_of(prof).outcome)) and "iterations" in rec and "time_s" in rec
+    assert not is_done(out, studies[0], teacher_of(get_profile(prof, {"teacher.low_threshold": 0.3})).outcome, "in-memory")
     # the IG quadrature is an outcome setting: a record names it, and labels of another rule or point count are stale
     assert (rec["settings"]["teacher"]["ig_rule"], rec["settings"]["teacher"]["ig_rule_steps"]) == ("gausslegendre", 0)
     for k, v in (("teacher.ig_rule", "riemann_middle"), ("teacher.ig_rule_steps", 3)):
-        assert not is_done(out, studies[0], teacher_settings(get_profile(prof, {k: v})), "in-memory")
+        assert not is_done(out, studies[0], teacher_of(get_profile(prof, {k: v})).outcome, "in-memory")
 
 
 def test_shard_errors():
@@ -100,7 +101,7 @@ def test_heatmaps_written_on_cache_grid(setup):
     d, model, prof = setup
     s = list_studies(d / "cache")[0]
     out = d / "heat"
-    pseudo_label(d / "cache", model, out, prof, studies=[s], heatmaps=True)
+    pseudo_label(d / "cache", model, out, teacher_of(prof), studies=[s], heatmaps=True)
     h, aff = load_volume(out / "heatmaps" / f"{s}.nii.gz")
     img, aff_img = load_volume(d / "cache" / s / "image.nii.gz")
     assert h.shape == img.shape and np.allclose(aff, aff_img, atol=1e-5)

@@ -41,6 +41,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     from labelup.classifier import build_classifier, load_classifier
     from labelup.teacher import teacher_explainer
     from labelup.teacher import pseudo_label_volume
+    from labelup.settings import teacher_of
     dev = pick_device(device)
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if student is not None: smodel, prof = load_student(student, dev)
@@ -65,7 +66,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
         cmodel(torch.zeros(1, prof.data.context, prof.data.image_size, prof.data.image_size, device=dev))
     sync = (lambda: torch.cuda.synchronize()) if dev.startswith("cuda") else (lambda: None)
     sync(); t0 = time.perf_counter()
-    rec = pseudo_label_volume(teacher_explainer(cmodel, tprof, dev), img, tprof)["record"]
+    rec = pseudo_label_volume(teacher_explainer(cmodel, teacher_of(tprof), dev), img, teacher_of(tprof))["record"]
     sync(); teacher_s = time.perf_counter() - t0
     def run_student(window):
         ts, mask = [], None

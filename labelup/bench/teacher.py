@@ -5,6 +5,7 @@
 # %% ../../nbs/26_bench_teacher.ipynb #0cce8c7f
 from __future__ import annotations
 import copy, platform, time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -13,8 +14,8 @@ from ..config import Profile, get_profile
 from ..runtime import pick_device
 from ..explain import Explainer, peak_memory
 from ..iterate import labels_at, slab_indices
-from ..classifier import preprocess_volume
-from ..teacher import pseudo_label_volume, teacher_explainer, teacher_settings, load_teacher_model
+from ..teacher import pseudo_label_volume, teacher_explainer, load_teacher_model
+from ..settings import teacher_of
 
 # %% auto #0
 __all__ = ['RULES', 'ig_image_ms', 'bench_teacher']
@@ -57,7 +58,7 @@ def bench_teacher(cache, # `prepare` cache
                   profile: Profile, # the run's profile
                   study: str | None = None, # default: the study with the most positive slices
                   device: str | None = None, # 'cpu', 'cuda', None: auto
-                  preprocess=None, # see `pseudo_label`
+                  preprocess=None, # callable(HU image) -> (Z, S, S) network-grid volume; default: the profile's `Preprocess`
                   converged_steps: int | None = None, # float32 IG steps of the accuracy anchor (None: bench.teacher_converged x ig_steps; 0: none)
                   repeats: int | None = None, # timed runs per teacher, the median counts (None: bench.teacher_repeats)
                   target: tuple = (3.0, 0.98), # (speed-up, Dice vs reference) the issue asks for
@@ -75,17 +76,18 @@ def bench_teacher(cache, # `prepare` cache
     converged_steps = profile.bench.teacher_converged * c.ig_steps if converged_steps is None else converged_steps
     model, h = load_teacher_model(checkpoint, device)
     st = load_study(cache, study)
-    vol = torch.as_tensor((preprocess or preprocess_volume)(st.image, profile)).float()
+    settings_of = lambda p: teacher_of(p) if preprocess is None else replace(teacher_of(p), preprocess=preprocess)
+    vol = torch.as_tensor(settings_of(profile).preprocess(st.image)).float()
     xw = vol[slab_indices(len(vol) // 2, len(vol), profile.data.context)][None]  # a window: the cost per image of an IG pass
     teachers = (("reference", False), ("fast", True))
-    run = lambda ex, p=profile: pseudo_label_volume(ex, st.image, p, preprocess=preprocess)
-    mems = {name: peak_memory(lambda: run(teacher_explainer(copy.deepcopy(model), profile, device, fast=fast)), device)[1]
+    run = lambda ex, p=profile: pseudo_label_volume(ex, st.image, settings_of(p))
+    mems = {name: peak_memory(lambda: run(teacher_explainer(copy.deepcopy(model), teacher_of(profile), device, fast=fast)), device)[1]
             for name, fast in teachers}
     out = {}
     for name, fast in teachers:
         ts, cs = [], []
         for _ in range(repeats):
-            ex = teacher_explainer(copy.deepcopy(model), profile, device, fast=fast)
+            ex = teacher_explainer(copy.deepcopy(model), teacher_of(profile), device, fast=fast)
             t0, c0 = time.perf_counter(), time.process_time()
             r = run(ex)
             ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
@@ -115,7 +117,7 @@ def bench_teacher(cache, # `prepare` cache
         labs, secs, n = {c.ig_steps: b["label"]}, {c.ig_steps: out["reference"]["s"]}, 2 * c.ig_steps
         while n <= converged_steps:  # the reference's own label is the ladder's first rung
             pc = _float32_teacher(profile, n); t0 = time.perf_counter()
-            labs[n] = run(teacher_explainer(copy.deepcopy(model), pc, device), pc)["label"]; secs[n] = time.perf_counter() - t0
+            labs[n] = run(teacher_explainer(copy.deepcopy(model), teacher_of(pc), device), pc)["label"]; secs[n] = time.perf_counter() - t0
             n *= 2
         top = max(labs); ks = sorted(labs)
         res["ladder"] = [dict(steps=k, seconds=round(secs[k], 2), label_voxels=int(labs[k].sum()),
@@ -132,7 +134,7 @@ def bench_teacher(cache, # `prepare` cache
         for rule, share in rules:   # the fast teacher with other quadratures: fewer IG points at what distance to converged?
             n = max(1, int(round(share * c.ig_steps)))
             pq = get_profile(profile, {"teacher.ig_rule": rule, "teacher.ig_rule_steps": n}); t0 = time.perf_counter()
-            rq = run(teacher_explainer(copy.deepcopy(model), pq, device), pq)
+            rq = run(teacher_explainer(copy.deepcopy(model), teacher_of(pq), device), pq)
             fr.append(row("fast", rule, n, time.perf_counter() - t0, rq["record"], rq["label"], c.n_references))
         res["quadrature"] = fr
     res["target"] = dict(speedup=target[0], dice_vs_reference=target[1],
@@ -146,5 +148,5 @@ def bench_teacher(cache, # `prepare` cache
                ig_steps_mean={k: out[k]["steps"] for k in out}, forward_calls={k: out[k]["forwards"] for k in out},
                peak_memory={k: out[k]["mem"] for k in out}, iterations={k: out[k]["r"]["record"]["iterations"] for k in out},
                label_voxels={k: int(out[k]["r"]["label"].sum()) for k in out},
-               settings=teacher_settings(profile))
+               settings=teacher_of(profile).outcome)
     return res

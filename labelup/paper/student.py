@@ -36,13 +36,16 @@ def timed_teacher(cache, classifier, out, profile: Profile, studies: list[str], 
                   device: str | None = None) -> dict:
     "Run the teacher with `n_references` / `nt_samples` on `studies` into `out`; wall seconds per study (kept in out/timing.json)."
     from labelup.teacher import pseudo_label
+    from labelup.settings import teacher_of
+    from labelup.pipeline import teacher_pool
     out = Path(out); tf = out / "timing.json"
     prof = get_profile(profile, {"teacher.n_references": n_references, "teacher.nt_samples": nt_samples})
     if tf.exists():
         t = json.loads(tf.read_text())
         if t.get("studies") == list(studies): return t
     t0 = time.perf_counter()
-    pseudo_label(cache, classifier, out, prof, studies=list(studies), device=device, rank=0, world_size=1)
+    pseudo_label(cache, classifier, out, teacher_of(prof), studies=list(studies), device=device, rank=0, world_size=1,
+                 pool_studies=teacher_pool(cache, prof))
     t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)),
              n_references=n_references, nt_samples=nt_samples)
     write_json_atomic(tf, t)

@@ -218,11 +218,13 @@ def compare_references(cache, # `prepare` cache
     from labelup.config import get_profile
     from labelup.evaluation import evaluate_dirs
     from labelup.teacher import pseudo_label
+    from labelup.settings import teacher_of
+    from labelup.pipeline import teacher_pool
     rows = []
     for ref, n, extra in settings:
         pr = get_profile(profile, {"teacher.reference": ref, "teacher.n_references": n, "teacher.extra_references": extra})
         d = Path(out_root) / (f"{ref}_x{n}" + (f"_{extra}" if n > 1 else ""))
-        recs = pseudo_label(cache, checkpoint, d, pr, studies=studies, device=device)
+        recs = pseudo_label(cache, checkpoint, d, teacher_of(pr), studies=studies, device=device, pool_studies=teacher_pool(cache, pr))
         r = evaluate_dirs(d, truth_dir, studies=studies)
         rows.append(dict(reference=ref, n_references=n, extra_references=extra if n > 1 else "", f1=100 * r["f1"],
                          sensitivity=100 * r["sensitivity"], ppv=100 * r["ppv"], tp=r["tp"], fp=r["fp"], fn=r["fn"],

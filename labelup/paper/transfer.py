@@ -14,6 +14,8 @@ from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 from ..classifier import load_classifier, score_studies, slice_metrics
 from ..evaluation import evaluate_dirs
 from ..teacher import pseudo_label
+from ..settings import teacher_of
+from ..pipeline import teacher_pool
 
 # %% auto #0
 __all__ = ['domain_scores', 'transfer_table', 'write_transfer']
@@ -36,7 +38,8 @@ def domain_scores(checkpoint, # stage-1 model.pt
     out = dict(studies=len(studies), positive_studies=len(pos), slices=m["n_slices"], positive_slices=m["n_positive"],
                slice_auroc=m["auroc"])
     if not pos: return out
-    pseudo_label(cache, checkpoint, pseudo_dir, profile, studies=pos, device=device)
+    pseudo_label(cache, checkpoint, pseudo_dir, teacher_of(profile), studies=pos, device=device,
+                 pool_studies=teacher_pool(cache, profile))
     b = evaluate_dirs(pseudo_dir, cache, studies=pos)
     out.update(teacher_f1=b["f1"], teacher_sensitivity=b["sensitivity"], teacher_ppv=b["ppv"])
     if masks_dir is not None:
