@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
+from fastcore.basics import patch
 
 from .config import CHOICES, TeacherCfg
 from .runtime import cpu_supports_bf16, pick_device
@@ -73,7 +74,7 @@ def make_references(x: torch.Tensor, # (B, 7, H, W)
     return [make_reference(x, first if i == 0 else extra, g, pool=pool, closing_size=CLOSING_SIZES[i % len(CLOSING_SIZES)])
             for i in range(n)]
 
-# %% ../nbs/07_explain.ipynb #3bf51a3b
+# %% ../nbs/07_explain.ipynb #ccfe2b6b
 def free_memory(device: str) -> int:
     "Bytes available for new tensors on `device`: CUDA's free memory, or the host's MemAvailable."
     if torch.device(device).type == "cuda": return int(torch.cuda.mem_get_info(torch.device(device))[0])
@@ -83,6 +84,8 @@ def free_memory(device: str) -> int:
     except OSError: pass
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
+
+# %% ../nbs/07_explain.ipynb #33433b05
 def activation_bytes(model: nn.Module,  # the network, on its device
                      shape: tuple,      # one sample's input shape, e.g. (7, 512, 512)
                      device: str,       # where the model is
@@ -106,6 +109,8 @@ def activation_bytes(model: nn.Module,  # the network, on its device
         for h in hs: h.remove()
     return total[0]
 
+
+# %% ../nbs/07_explain.ipynb #88b258e8
 def fit_ig_batch(per_sample: int,      # activation_bytes of one sample
                  free: int,            # free_memory of the device
                  requested: int,       # the most worth running in one pass (steps x windows)
@@ -120,6 +125,8 @@ def fit_ig_batch(per_sample: int,      # activation_bytes of one sample
                           "device with more memory or a smaller input")
     return max(1, min(int(requested), n))
 
+
+# %% ../nbs/07_explain.ipynb #352005ec
 IG_RULES = CHOICES["teacher.ig_rule"]   # captum's quadratures (checked where --set is parsed, too)
 
 @dataclass
@@ -130,6 +137,8 @@ class Attribution:
     steps: list = field(default_factory=list)  # IG points (network evaluations) used per reference
     delta: list = field(default_factory=list)  # relative completeness gap per reference
 
+
+# %% ../nbs/07_explain.ipynb #3e9f00b6
 class Explainer:
     "Integrated Gradients on a slice classifier, per 7-slice window."
     def __init__(self, model: nn.Module, # classifier: (B, 7, H, W) -> logits (B,)
@@ -176,105 +185,122 @@ class Explainer:
         with torch.autocast(self._dev_type, dtype=torch.bfloat16, enabled=self.amp):
             return self.model(x).float().reshape(-1)
 
-    def logit(self, x: torch.Tensor) -> torch.Tensor:
-        "Float32 logits of windows `(B, 7, H, W)`, in inference mode."
-        self.forward_calls += 1
-        with torch.inference_mode(): return self.model(self._prep(x)).float().reshape(-1).cpu()
 
-    def prob(self, x: torch.Tensor) -> torch.Tensor:
-        "Probabilities `(B,)` of windows `(B, 7, H, W)`."
-        return torch.sigmoid(self.logit(x))
+# %% ../nbs/07_explain.ipynb #cb547cea
+@patch
+def logit(self: Explainer, x: torch.Tensor) -> torch.Tensor:
+    "Float32 logits of windows `(B, 7, H, W)`, in inference mode."
+    self.forward_calls += 1
+    with torch.inference_mode(): return self.model(self._prep(x)).float().reshape(-1).cpu()
 
-    def _reference_logit(self, b, kind):
-        "f(reference); the all-zero reference's logit does not depend on the input, so the fast path caches it."
-        if not (self.fast and kind == "zeros"): return self.logit(b)
-        key = tuple(b.shape[1:])
-        if key not in self._ref_logit: self._ref_logit[key] = self.logit(b[:1])
-        return self._ref_logit[key].expand(b.shape[0])
+@patch
+def prob(self: Explainer, x: torch.Tensor) -> torch.Tensor:
+    "Probabilities `(B,)` of windows `(B, 7, H, W)`."
+    return torch.sigmoid(self.logit(x))
 
-    def _ig(self, x, b, n):
-        "IG of windows `x` against references `b` with `n` points of the explainer's rule."
-        return self.ig.attribute(x, baselines=b, n_steps=n, method=self.rule, internal_batch_size=self._ibs(x, n_steps=n))
+@patch
+def _reference_logit(self: Explainer, b, kind):
+    "f(reference); the all-zero reference's logit does not depend on the input, so the fast path caches it."
+    if not (self.fast and kind == "zeros"): return self.logit(b)
+    key = tuple(b.shape[1:])
+    if key not in self._ref_logit: self._ref_logit[key] = self.logit(b[:1])
+    return self._ref_logit[key].expand(b.shape[0])
 
-    def _check_bf16(self, x, b):
-        """Decide bf16 on this window; returns its float32 attributions (the window's map).
-        With `bf16_agree` (the teacher): bf16 is kept when its labels differ from float32's no more than float32's own
-        differ from float32 at twice the steps (the quadrature error the plain reference accepts anyway), or when they
-        agree to `bf16_min_dice`. Without it: the maps' cosine >= `bf16_min_cosine`."""
-        c = self.cfg
-        ig = lambda n: self._ig(x, b, n)
-        a16 = ig(self.steps)
-        self.amp = False
-        a32 = ig(self.steps)
-        self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
-        if self.bf16_agree is not None:
-            self.bf16_score = float(self.bf16_agree(a16.float().cpu(), a32.float().cpu()))
-            self.quadrature_score = 1.0
-            if self.bf16_score < c.bf16_min_dice:
-                self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * self.steps).float().cpu()))
-            self.amp = self.bf16_score >= min(c.bf16_min_dice, self.quadrature_score)
-        else: self.amp = self.bf16_cosine >= c.bf16_min_cosine
-        return a32
 
-    def _ibs(self, x: torch.Tensor, n_steps: int) -> int:
-        "captum's internal_batch_size for windows `x`: the profile's, or (0) as many samples as fit in free memory."
-        c = self.cfg
-        if c.internal_batch_size > 0: return c.internal_batch_size
-        key = (tuple(x.shape[1:]), self.amp)
-        if key not in self._per_sample:
-            self._per_sample[key] = activation_bytes(self.model, key[0], self.device, self.amp, self.channels_last)
-        name = f"IG of {type(self.model).__name__} on {tuple(x.shape[1:])} windows ({self.device})"
-        self.ig_batch = fit_ig_batch(self._per_sample[key], free_memory(self.device), n_steps * x.shape[0], c.ig_memory_fraction, name)
-        return self.ig_batch
+# %% ../nbs/07_explain.ipynb #84f79507
+@patch
+def _ig(self: Explainer, x, b, n):
+    "IG of windows `x` against references `b` with `n` points of the explainer's rule."
+    return self.ig.attribute(x, baselines=b, n_steps=n, method=self.rule, internal_batch_size=self._ibs(x, n_steps=n))
 
-    def references(self, x: torch.Tensor) -> list[torch.Tensor]:
-        c = self.cfg
-        return make_references(x, c.n_references, c.reference, c.extra_references, pool=self.reference_pool)
+@patch
+def _ibs(self: Explainer, x: torch.Tensor, n_steps: int) -> int:
+    "captum's internal_batch_size for windows `x`: the profile's, or (0) as many samples as fit in free memory."
+    c = self.cfg
+    if c.internal_batch_size > 0: return c.internal_batch_size
+    key = (tuple(x.shape[1:]), self.amp)
+    if key not in self._per_sample:
+        self._per_sample[key] = activation_bytes(self.model, key[0], self.device, self.amp, self.channels_last)
+    name = f"IG of {type(self.model).__name__} on {tuple(x.shape[1:])} windows ({self.device})"
+    self.ig_batch = fit_ig_batch(self._per_sample[key], free_memory(self.device), n_steps * x.shape[0], c.ig_memory_fraction, name)
+    return self.ig_batch
 
-    def attribute(self, x: torch.Tensor, # (B, 7, H, W) windows
-                  logit: torch.Tensor | None = None, # their float32 logits if already known (saves a forward)
-                 ) -> Attribution:
-        "Positive IG attributions averaged over the references (and SmoothGrad samples)."
-        c = self.cfg; self.calls += 1
-        x = self._prep(x)
-        fx = self.logit(x) if logit is None else logit.reshape(-1).cpu()
-        refs = [self._prep(r) for r in self.references(x)]
-        total = torch.zeros(x.shape, dtype=torch.float32, device=self.device)
-        steps_used, deltas = [], []
-        kind = lambda ri: c.reference if ri == 0 else c.extra_references
-        gap_of = lambda a, gap: ((a.float().sum(dim=(1, 2, 3)).cpu() - gap).abs() / gap.abs().clamp_min(1e-3)).max().item()
-        if (self.fast and c.batch_references and c.nt_samples == 0 and len(refs) > 1 and not self.adaptive
-                and not (self.amp and self.bf16_cosine is None)):   # every reference in one IG call: larger passes
-            B, n = x.shape[0], self.steps
-            xs, bs = torch.cat([x] * len(refs)), torch.cat(refs)
-            a_all = self._ig(xs, bs, n)
-            for ri, b in enumerate(refs):
-                a = a_all[ri * B:(ri + 1) * B]
-                deltas.append(gap_of(a, fx - self._reference_logit(b, kind(ri)))); steps_used.append(n); total += a.float()
-            refs_done = True
-        else: refs_done = False
-        for ri, b in enumerate([] if refs_done else refs):
-            if c.nt_samples > 0:
-                nt = NoiseTunnel(self.ig)
-                a = nt.attribute(x, nt_type="smoothgrad", nt_samples=c.nt_samples, stdevs=c.nt_stdev, baselines=b,
-                                 n_steps=self.steps, method=self.rule, internal_batch_size=self._ibs(x, n_steps=self.steps))
-                steps_used.append(self.steps); deltas.append(float("nan"))
-            else:
-                gap = fx - self._reference_logit(b, kind(ri))
-                rel_gap = lambda a: gap_of(a, gap)
-                a, n = None, self.steps
-                if self.amp and self.bf16_cosine is None: a = self._check_bf16(x, b)  # float32, full steps
-                if a is None and self.adaptive:
-                    n = c.adaptive_steps; self._adapt[0] += 1
-                    a = self._ig(x, b, n)
-                    if rel_gap(a) <= c.completeness_tol: self._adapt[1] += 1
-                    else: a, n = None, self.steps  # not converged: the full step count
-                    if self._adapt[0] >= 4 and self._adapt[1] < self._adapt[0] / 2: self.adaptive = False  # does not pay here
-                if a is None: a = self._ig(x, b, n)
-                steps_used.append(n); deltas.append(rel_gap(a))
-            total += a.float()
-        heat = (total / len(refs)).clamp_min(0).contiguous().cpu()
-        return Attribution(heat=heat, logit=fx, steps=steps_used, delta=deltas)
+
+# %% ../nbs/07_explain.ipynb #d9fb8827
+@patch
+def _check_bf16(self: Explainer, x, b):
+    """Decide bf16 on this window; returns its float32 attributions (the window's map).
+    With `bf16_agree` (the teacher): bf16 is kept when its labels differ from float32's no more than float32's own
+    differ from float32 at twice the steps (the quadrature error the plain reference accepts anyway), or when they
+    agree to `bf16_min_dice`. Without it: the maps' cosine >= `bf16_min_cosine`."""
+    c = self.cfg
+    ig = lambda n: self._ig(x, b, n)
+    a16 = ig(self.steps)
+    self.amp = False
+    a32 = ig(self.steps)
+    self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
+    if self.bf16_agree is not None:
+        self.bf16_score = float(self.bf16_agree(a16.float().cpu(), a32.float().cpu()))
+        self.quadrature_score = 1.0
+        if self.bf16_score < c.bf16_min_dice:
+            self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * self.steps).float().cpu()))
+        self.amp = self.bf16_score >= min(c.bf16_min_dice, self.quadrature_score)
+    else: self.amp = self.bf16_cosine >= c.bf16_min_cosine
+    return a32
+
+
+# %% ../nbs/07_explain.ipynb #99d31a22
+@patch
+def references(self: Explainer, x: torch.Tensor) -> list[torch.Tensor]:
+    c = self.cfg
+    return make_references(x, c.n_references, c.reference, c.extra_references, pool=self.reference_pool)
+
+@patch
+def attribute(self: Explainer, x: torch.Tensor, # (B, 7, H, W) windows
+              logit: torch.Tensor | None = None, # their float32 logits if already known (saves a forward)
+             ) -> Attribution:
+    "Positive IG attributions averaged over the references (and SmoothGrad samples)."
+    c = self.cfg; self.calls += 1
+    x = self._prep(x)
+    fx = self.logit(x) if logit is None else logit.reshape(-1).cpu()
+    refs = [self._prep(r) for r in self.references(x)]
+    total = torch.zeros(x.shape, dtype=torch.float32, device=self.device)
+    steps_used, deltas = [], []
+    kind = lambda ri: c.reference if ri == 0 else c.extra_references
+    gap_of = lambda a, gap: ((a.float().sum(dim=(1, 2, 3)).cpu() - gap).abs() / gap.abs().clamp_min(1e-3)).max().item()
+    if (self.fast and c.batch_references and c.nt_samples == 0 and len(refs) > 1 and not self.adaptive
+            and not (self.amp and self.bf16_cosine is None)):   # every reference in one IG call: larger passes
+        B, n = x.shape[0], self.steps
+        xs, bs = torch.cat([x] * len(refs)), torch.cat(refs)
+        a_all = self._ig(xs, bs, n)
+        for ri, b in enumerate(refs):
+            a = a_all[ri * B:(ri + 1) * B]
+            deltas.append(gap_of(a, fx - self._reference_logit(b, kind(ri)))); steps_used.append(n); total += a.float()
+        refs_done = True
+    else: refs_done = False
+    for ri, b in enumerate([] if refs_done else refs):
+        if c.nt_samples > 0:
+            nt = NoiseTunnel(self.ig)
+            a = nt.attribute(x, nt_type="smoothgrad", nt_samples=c.nt_samples, stdevs=c.nt_stdev, baselines=b,
+                             n_steps=self.steps, method=self.rule, internal_batch_size=self._ibs(x, n_steps=self.steps))
+            steps_used.append(self.steps); deltas.append(float("nan"))
+        else:
+            gap = fx - self._reference_logit(b, kind(ri))
+            rel_gap = lambda a: gap_of(a, gap)
+            a, n = None, self.steps
+            if self.amp and self.bf16_cosine is None: a = self._check_bf16(x, b)  # float32, full steps
+            if a is None and self.adaptive:
+                n = c.adaptive_steps; self._adapt[0] += 1
+                a = self._ig(x, b, n)
+                if rel_gap(a) <= c.completeness_tol: self._adapt[1] += 1
+                else: a, n = None, self.steps  # not converged: the full step count
+                if self._adapt[0] >= 4 and self._adapt[1] < self._adapt[0] / 2: self.adaptive = False  # does not pay here
+            if a is None: a = self._ig(x, b, n)
+            steps_used.append(n); deltas.append(rel_gap(a))
+        total += a.float()
+    heat = (total / len(refs)).clamp_min(0).contiguous().cpu()
+    return Attribution(heat=heat, logit=fx, steps=steps_used, delta=deltas)
+
 
 # %% ../nbs/07_explain.ipynb #f88a1d56
 def _rss() -> int:

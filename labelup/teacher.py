@@ -31,7 +31,7 @@ __all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_explainer', '
            'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label', 'choose_filters',
            'choose_size_filter']
 
-# %% ../nbs/10_teacher.ipynb #98f4de5d
+# %% ../nbs/10_teacher.ipynb #23d375c8
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
                   shape_zyx: tuple, # the cache grid (Z, Y, X)
                   mode: str = "nearest", # 'nearest' for labels, 'bilinear' for heatmaps
@@ -44,6 +44,8 @@ def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
     r = F.interpolate(t, size=tuple(shape_zyx[1:]), mode=mode, **kw)[:, 0].numpy()
     return r.astype(vol.dtype) if mode == "nearest" else r
 
+
+# %% ../nbs/10_teacher.ipynb #a6d198e4
 def teacher_explainer(model: nn.Module, # the classifier
                       settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
                       device: str | None = None,
@@ -54,10 +56,14 @@ def teacher_explainer(model: nn.Module, # the classifier
     return Explainer(model, settings.ig, device, fast=fast, bf16_agree=window_label_dice(settings.algorithm),
                      reference_pool=reference_pool)
 
+
+# %% ../nbs/10_teacher.ipynb #d7146198
 def uses_negatives(cfg) -> bool:
-    "Whether the teacher settings `cfg` (profile.teacher) draw references from negative windows."
+    "Whether the explainer's settings `cfg` (`TeacherSettings.ig`) draw references from negative windows."
     return cfg.reference == "negatives" or (cfg.n_references > 1 and cfg.extra_references == "negatives")
 
+
+# %% ../nbs/10_teacher.ipynb #144c7ab7
 def negative_slabs(cache, # `prepare` cache folder
                    studies: list, # candidate studies (the training split); the PE-negative ones are used
                    preprocess: Preprocess, # the HU window and network grid
@@ -78,6 +84,8 @@ def negative_slabs(cache, # `prepare` cache folder
         out.append(make_slabs(vol, rng.integers(0, len(vol), size=int((picks == i).sum())), context))
     return torch.cat(out)
 
+
+# %% ../nbs/10_teacher.ipynb #efbdf4a3
 def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the classifier
                         image, # HU vol[z, y, x] on the cache grid
                         settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
@@ -96,7 +104,8 @@ def pseudo_label_volume(explainer: Explainer, # the teacher's explainer on the c
     votes = to_cache_grid(res.vote, shape, "nearest") if vote else None   # nearest, as `disc`: vote >= threshold <=> disc > 0
     return dict(label=label.astype(np.uint8), disc=disc.astype(np.uint8), heat=heat, vote=votes, record=res.record)
 
-# %% ../nbs/10_teacher.ipynb #6b4ded8f
+
+# %% ../nbs/10_teacher.ipynb #685fa616
 def load_teacher_model(checkpoint, # a classifier `model.pt`, or an `nn.Module` (tests, notebooks)
                        device: str,
                       ) -> tuple[nn.Module, str]:
@@ -105,6 +114,8 @@ def load_teacher_model(checkpoint, # a classifier `model.pt`, or an `nn.Module` 
     model, _ = load_classifier(checkpoint, device)
     return model, file_hash(checkpoint)
 
+
+# %% ../nbs/10_teacher.ipynb #d808d48e
 def shard(items: list, # all items, in a fixed order
           rank: int | None = None, # this process (default: env RANK, else 0)
           world_size: int | None = None, # processes (default: env WORLD_SIZE, else 1)
@@ -115,6 +126,8 @@ def shard(items: list, # all items, in a fixed order
     if not 0 <= rank < world_size: raise ValueError(f"rank {rank} outside world size {world_size}")
     return list(items)[rank::world_size]
 
+
+# %% ../nbs/10_teacher.ipynb #0cdc0aba
 def is_done(out, study: str, settings: dict, ckpt_hash: str) -> bool:
     "True when `study`'s pseudo-label and record exist with these settings and this checkpoint."
     out = Path(out); j = out / f"{study}.json"
@@ -123,6 +136,8 @@ def is_done(out, study: str, settings: dict, ckpt_hash: str) -> bool:
     except (OSError, json.JSONDecodeError): return False
     return rec.get("settings") == json.loads(json.dumps(settings)) and rec.get("checkpoint") == ckpt_hash
 
+
+# %% ../nbs/10_teacher.ipynb #13134087
 def pseudo_label(cache, # `prepare` cache folder
                  checkpoint, # stage-1 model.pt (or an nn.Module, for tests)
                  out, # output folder
@@ -174,8 +189,11 @@ def pseudo_label(cache, # `prepare` cache folder
         if on_study: on_study(rec, len(records) - (len(mine) - len(todo)), len(todo))
     return records
 
-# %% ../nbs/10_teacher.ipynb #b5085801
+
+# %% ../nbs/10_teacher.ipynb #490565c3
 SIZE_LADDER = (0.25, 0.5, 1.0, 2.0, 4.0)   # minimum cluster sizes tried, as multiples of the settings' own
+
+VOTE_LADDER = (0.1, 0.2, 0.3, 0.4, 0.5)   # vote thresholds tried (`teacher.agg_threshold`) where the vote maps are kept
 
 def _box_reference(truth_dir, study: str, shape) -> np.ndarray:
     "The reference of one study: its boxes (a cache) or mask (a masks folder); zeros for a negative study."
@@ -183,8 +201,8 @@ def _box_reference(truth_dir, study: str, shape) -> np.ndarray:
     f = truth_studies(truth_dir, include_negatives=True).get(study)
     return (load_volume(f)[0] > 0) if f is not None else np.zeros(shape, bool)
 
-VOTE_LADDER = (0.1, 0.2, 0.3, 0.4, 0.5)   # vote thresholds tried (`teacher.agg_threshold`) where the vote maps are kept
 
+# %% ../nbs/10_teacher.ipynb #ea7512c4
 def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.nii.gz` (or only `iterations/`)
                    truth_dir,  # the reference: a prepare cache (boxes) or a folder of masks
                    studies: list, # validation studies (never the test studies)
@@ -219,6 +237,8 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
     return dict(min_cluster_voxels=settings.cluster_filter.to_paper(int(best.min_voxels), hw),
                 agg_threshold=float(best.agg_threshold)), tab
 
+
+# %% ../nbs/10_teacher.ipynb #8e6992e9
 def choose_size_filter(pseudo_dir, truth_dir, studies: list, settings: TeacherSettings, ladder=SIZE_LADDER) -> tuple[int, pd.DataFrame]:
     "`(teacher.min_cluster_voxels, table)`: `choose_filters` at the settings' vote threshold (the size alone)."
     choice, tab = choose_filters(pseudo_dir, truth_dir, studies, settings, ladder, votes=())

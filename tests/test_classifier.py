@@ -127,7 +127,14 @@ def test_cli_smoke_profile(cache, tmp_path):
     csv = tmp_path / "scores.csv"
     assert cli_score(["--cache", str(cache), "--checkpoint", str(out / "model.pt"), "--out", str(csv)]) == 0
     sc = pd.read_csv(csv)
-    assert len(sc) == 8 * 24 and sc.prob.between(0, 1).all()
+    assert len(sc) == 8 * 24
+    # the command's scores are the library's: the checkpoint's classifier on the first study, slice by slice
+    from labelup.classifier import load_classifier, score_study
+    from labelup.data import load_study
+    m, prof = load_classifier(out / "model.pt", "cpu")
+    sc = pd.read_csv(csv, dtype={"StudyInstanceUID": str}); s0 = sorted(sc.StudyInstanceUID.unique())[0]
+    mine = sc[sc.StudyInstanceUID == s0].sort_values("z").prob.to_numpy()
+    np.testing.assert_allclose(mine, score_study(m, load_study(cache, s0).image, prof), atol=1e-5)
 
 
 def test_torchrun_two_processes(cache, tmp_path):

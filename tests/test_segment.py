@@ -86,12 +86,13 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
 
 def test_training_reads_the_store(toy, tmp_path):
     "The student trains from stored arrays: the image store in the cache and the label voxels in OUT/store."
-    from labelup.store import StoredVolume
     from labelup.student import load_training_set
     root, names = toy
     p = get_profile("smoke", TINY)
     smp = load_training_set(root / "cache", root / "masks", p, names, tmp_path / "store")
-    assert all(isinstance(v, StoredVolume) for v in smp.images + smp.fg)
+    # every array is read from a .npy file: the images from the cache's store, the label voxels from OUT/store
+    assert all(getattr(v, "path", None) is not None and (root / "cache").resolve() in v.path.resolve().parents for v in smp.images)
+    assert all(getattr(v, "path", None) is not None and (tmp_path / "store").resolve() in v.path.resolve().parents for v in smp.fg)
     img, _ = read_study(root / "cache", names[0])
     assert smp.images[0].shape == img.shape and smp.images[0].dtype == np.uint8
     lab, _ = load_volume(root / "masks" / f"{names[0]}.nii.gz") if (root / "masks" / f"{names[0]}.nii.gz").exists() else (np.zeros(img.shape), None)
