@@ -7,7 +7,7 @@ global **max**, exactly as the paper's section III.A; evaluated at slice level (
 # %% ../nbs/06_classifier.ipynb #ef66fda2
 from __future__ import annotations
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Profile, outcome_settings, get_profile, profile_from_dict
+from .config import ClassifierCfg, profile_from_dict
 from .files import load_weights, read_checkpoint, DATA_OUTCOME, claim_output, write_json_atomic
 from .core import UsageError, hu_window, get_logger, short_name
 from .runtime import pick_device
-from .data import slab_indices, split_studies
+from .data import slab_indices
 from .store import build_store, read_slab
 from .engine import (TrainConfig, train_loop, setup_distributed, barrier, rank_batch_size, batch_part, shared_rng,
                             save_checkpoint, DistInfo)
 
 # %% auto #0
-__all__ = ['Preprocess', 'preprocess_volume', 'make_slabs', 'SliceClassifier', 'build_classifier', 'blur2d', 'Augment',
+__all__ = ['Preprocess', 'make_slabs', 'ClassifierSettings', 'SliceClassifier', 'build_classifier', 'blur2d', 'Augment',
            'focal_loss', 'slab_store_params', 'slab_store', 'height_weights', 'SliceBank', 'class_balance',
-           'fit_classifier', 'save_classifier', 'load_classifier', 'classifier_settings', 'train_classifier',
-           'score_volume', 'score_study', 'score_studies', 'choose_threshold', 'slice_metrics']
+           'fit_classifier', 'save_classifier', 'load_classifier', 'train_classifier', 'score_volume', 'score_study',
+           'score_studies', 'choose_threshold', 'slice_metrics']
 
 # %% ../nbs/06_classifier.ipynb #87a5dafa
 @dataclass(frozen=True)
@@ -48,19 +48,24 @@ class Preprocess:
                               align_corners=False, antialias=True)[:, 0].clamp(0, 1)
         return v.contiguous()
 
-def preprocess_volume(image_hu_zyx,           # HU volume vol[z, y, x] (numpy or torch)
-                      profile: Profile,       # gives the HU window and `data.image_size`
-                     ) -> torch.Tensor:
-    "`Preprocess` with the profile's HU window and `data.image_size`: float32 tensor (Z, S, S)."
-    d = profile.data
-    return Preprocess(d.window_center, d.window_width, d.image_size)(image_hu_zyx)
-
 def make_slabs(vol: torch.Tensor,  # preprocessed volume (Z, S, S)
                  zs,                 # centre slices
                  context: int = 7,   # slices per window
                 ) -> torch.Tensor:
     "Stack the windows centred on `zs`: (len(zs), context, S, S)."
     return vol[torch.from_numpy(slab_indices(np.atleast_1d(zs), vol.shape[0], context))]
+
+# %% ../nbs/06_classifier.ipynb #9d7dfbb9
+@dataclass(frozen=True)
+class ClassifierSettings:
+    "Stage 1's own settings (`labelup.settings.classifier_of` builds them from a profile)."
+    cfg: ClassifierCfg = field(default_factory=ClassifierCfg)  # network, schedule, sampling, augmentation
+    preprocess: Preprocess = Preprocess()   # HU window and network grid
+    context: int = 7                        # slices per slab
+    seed: int = 0                           # weights and batch draws
+    cutout_px: tuple = (40, 200)            # cutout hole sizes (smallest, largest) on the network grid, pixels
+    outcome: dict = field(default_factory=dict)  # what determines a trained classifier (with its training studies)
+    record: dict = field(default_factory=dict)   # the profile stored with the checkpoint
 
 # %% ../nbs/06_classifier.ipynb #c473889b
 class SliceClassifier(nn.Module):
@@ -82,13 +87,12 @@ class SliceClassifier(nn.Module):
         self.backbone, self.in_chans = backbone, in_chans
     def forward(self, x): return self.net(x).squeeze(-1)
 
-def build_classifier(cfg,                    # a Profile or its `classifier` section
-                     context: int | None = None, # input slices (default: profile.data.context, else 7)
+def build_classifier(cfg: ClassifierCfg,     # the classifier's settings (backbone, pretrained weights)
+                     context: int = 7,       # input slices
                      pretrained: bool = True,    # load `cfg.pretrained_path` when set
                     ) -> SliceClassifier:
-    "The stage-1 network of a profile: timm backbone, 7 input channels, one logit, global max pooling."
-    if isinstance(cfg, Profile): context, cfg = context or cfg.data.context, cfg.classifier
-    return SliceClassifier(cfg.backbone, context or 7, cfg.pretrained_path if pretrained else None)
+    "The stage-1 network: timm backbone, `context` input channels, one logit, global max pooling."
+    return SliceClassifier(cfg.backbone, context, cfg.pretrained_path if pretrained else None)
 
 # %% ../nbs/06_classifier.ipynb #c13d5240
 def blur2d(x: torch.Tensor, # (..., H, W)
@@ -104,10 +108,10 @@ def blur2d(x: torch.Tensor, # (..., H, W)
 
 class Augment:
     "Stage-1 batch augmentation: flips, small affine, RandCoarseDropout (paper settings), MixUp."
-    def __init__(self, profile: Profile):
+    def __init__(self, settings: ClassifierSettings):
         from monai.transforms import RandCoarseDropout
-        self.c = c = profile.classifier
-        lo, hi = profile.px(c.cutout_size), profile.px(c.cutout_max_size)
+        self.c = c = settings.cfg
+        lo, hi = settings.cutout_px
         self.cutout_args = dict(holes=c.cutout_holes, max_holes=c.cutout_max_holes, spatial_size=(lo, lo, -1),
                                 max_spatial_size=(hi, hi, -1), prob=c.cutout_prob, fill_value=0)
         self.cutout = RandCoarseDropout(**self.cutout_args)
@@ -190,17 +194,16 @@ def _as_uint8(v):
     if getattr(v, "dtype", None) in (np.uint8, torch.uint8): return v.numpy() if torch.is_tensor(v) else v
     return (torch.as_tensor(np.asarray(v)).float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
-def slab_store_params(profile: Profile) -> dict:
+def slab_store_params(preprocess: Preprocess) -> dict:
     "What the classifier's store depends on: the HU window and the in-plane size."
-    d = profile.data
-    return dict(stage="classifier", window_center=d.window_center, window_width=d.window_width, image_size=d.image_size)
+    return dict(stage="classifier", window_center=preprocess.center, window_width=preprocess.width, image_size=preprocess.size)
 
-def slab_store(cache, studies: list, profile: Profile, workers: int = 1) -> dict:
+def slab_store(cache, studies: list, preprocess: Preprocess, workers: int = 1) -> dict:
     "The classifier's training store of `studies` (derived from the cache on first use): {study: StoredVolume}."
     from labelup.data import load_study
-    pr = slab_store_params(profile)
+    pr = slab_store_params(preprocess)
     name = f"classifier_s{pr['image_size']}_c{pr['window_center']:g}_w{pr['window_width']:g}"
-    return build_store(Path(cache) / "store" / name, studies, lambda s: _as_uint8(preprocess_volume(load_study(cache, s).image, profile)),
+    return build_store(Path(cache) / "store" / name, studies, lambda s: _as_uint8(preprocess(load_study(cache, s).image)),
                        pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
 
 def height_weights(pos_bins: np.ndarray, # height bin of each positive slice
@@ -227,12 +230,12 @@ class SliceBank:
         self.index, self.pos, self.neg = a[:, :2], a[a[:, 2] == 1, :2], a[a[:, 2] == 0, :2]
 
     @classmethod
-    def from_cache(cls, cache, studies: list, profile: Profile, workers: int = 1):
+    def from_cache(cls, cache, studies: list, settings: ClassifierSettings, workers: int = 1):
         "The given studies of a `prepare` cache, read from the training store (derived on first use with `workers` threads)."
         from labelup.data import load_study
-        store = slab_store(cache, studies, profile, workers)
+        store = slab_store(cache, studies, settings.preprocess, workers)
         return cls([store[s] for s in studies], [load_study(cache, s, image=False).labels for s in studies],
-                   studies, profile.data.context)
+                   studies, settings.context)
 
     def __len__(self): return len(self.index)
 
@@ -299,7 +302,7 @@ def class_balance(bank: SliceBank) -> dict:
 # %% ../nbs/06_classifier.ipynb #c270f1bf
 def fit_classifier(bank: SliceBank,        # training slices
                    out,                     # writes out/ckpt/ and out/log.csv
-                   profile: Profile,        # classifier section: model, schedule, augmentation
+                   settings: ClassifierSettings, # network, schedule, augmentation, seed
                    device: str | None = None, # "cpu", "cuda", None/"auto"
                    resume: bool = True,     # continue from out/ckpt
                    progress: bool = True,   # tqdm bar (rank 0)
@@ -307,53 +310,51 @@ def fit_classifier(bank: SliceBank,        # training slices
                    info: DistInfo | None = None,  # from `setup_distributed`
                    tensorboard=None,        # a folder for TensorBoard scalars (rank 0)
                   ) -> SliceClassifier:
-    "Train a classifier on a `SliceBank` with the profile's recipe, through `labelup.engine.train_loop`."
-    c = profile.classifier
+    "Train a classifier on a `SliceBank` with the settings' recipe, through `labelup.engine.train_loop`."
+    c, seed = settings.cfg, settings.seed
     info = info or setup_distributed(device)
-    torch.manual_seed(profile.data.seed)
-    model = build_classifier(profile)
-    aug = Augment(profile)
+    torch.manual_seed(seed)
+    model = build_classifier(c, settings.context)
+    aug = Augment(settings)
     rank_batch_size(c.batch_size, info.world_size)   # batch_size is the global batch; it must split over the ranks
     part = (info.rank, info.world_size)
     def batch_fn(step, rng):   # the global draw is shared, this rank reads and augments its part
-        x, y = bank.sample(shared_rng(profile.data.seed, step), c.batch_size, balanced=c.balanced, part=part,
+        x, y = bank.sample(shared_rng(seed, step), c.batch_size, balanced=c.balanced, part=part,
                            height_matched=c.height_matched, adjacent=c.adjacent_negatives, adjacent_slices=c.adjacent_slices)
         return aug(x, y, rng)
     def loss_fn(m, batch):
         x, y = batch
         return focal_loss(m(x).float(), y, c.focal_gamma, c.focal_alpha)
-    cfg = TrainConfig.from_cfg(c, seed=profile.data.seed, log_every=1)
+    cfg = TrainConfig.from_cfg(c, seed=seed, log_every=1)
     return train_loop(model, batch_fn, loss_fn, cfg, out, resume=resume, progress=progress,
                       stop_after=stop_after, info=info, desc="classifier", tensorboard=tensorboard)
 
-def save_classifier(path, model: nn.Module, profile: Profile, meta: dict | None = None) -> Path:
+def save_classifier(path, model: nn.Module,
+                    record, # the run's profile as a dict (or anything with `to_dict()`): what loads the model and the stages after it
+                    meta: dict | None = None) -> Path:
     "Write model.pt: state dict, profile dict, metadata (plain types; `weights_only`-loadable)."
+    record = record if isinstance(record, dict) else record.to_dict()
     model = getattr(model, "module", model)
     state = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "profile": profile.to_dict(), "meta": dict(meta or {}), "kind": "classifier", "format": "labelup.classifier/1"}
+             "profile": record, "meta": dict(meta or {}), "kind": "classifier", "format": "labelup.classifier/1"}
     return save_checkpoint(path, state)
 
 def load_classifier(path,                 # model.pt written by `train_classifier`
                     device: str | None = None, # None/"auto": CUDA when available
-                   ) -> tuple[SliceClassifier, Profile]:
-    "Load a trained classifier (eval mode, on `device`) and its profile."
+                   ) -> tuple:
+    "Load a trained classifier (eval mode, on `device`) and the profile stored with it."
     ck = read_checkpoint(path, "classifier")
     prof = profile_from_dict(ck["profile"], short_name(path))
-    try: model = build_classifier(prof, pretrained=False)
+    try: model = build_classifier(prof.classifier, prof.data.context, pretrained=False)
     except UsageError as e: raise UsageError(f"{short_name(path)}: {e}") from None
     load_weights(model, ck["state_dict"], path)
     return model.to(pick_device(device)).eval(), prof
 
 # %% ../nbs/06_classifier.ipynb #d236c5c6
-def classifier_settings(profile: Profile, studies: list) -> dict:
-    "What determines a trained classifier: its section, the preprocessing, the seed and the training studies."
-    return dict(classifier=outcome_settings(profile.classifier), data={k: getattr(profile.data, k) for k in DATA_OUTCOME},
-                studies=sorted(map(str, studies)))
-
 def train_classifier(cache,                  # `prepare` cache folder
                      out,                    # output folder: model.pt, ckpt/, log.csv
-                     profile: Profile | str, # profile (or its name)
-                     studies: list | None = None, # training studies (default: the `train` split)
+                     settings: ClassifierSettings, # stage 1's settings (`labelup.settings.classifier_of`)
+                     studies: list,          # training studies (the run's `train` split)
                      device: str | None = None,   # "cpu", "cuda", None/"auto"
                      resume: bool = True,    # resume from out/ckpt; return out/model.pt at once if it exists
                      progress: bool = True,  # tqdm bar on rank 0
@@ -361,26 +362,24 @@ def train_classifier(cache,                  # `prepare` cache folder
                      tensorboard=None,       # a folder for TensorBoard scalars (rank 0)
                     ) -> Path:
     "Stage 1: train the slice classifier on a prepared cache; writes and returns out/model.pt."
-    profile = get_profile(profile) if isinstance(profile, str) else profile
-    if studies is None: studies = split_studies(cache, profile)["train"]
-    out = claim_output(out, classifier_settings(profile, studies), force, "classifier"); final = out / "model.pt"
+    out = claim_output(out, dict(settings.outcome, studies=sorted(map(str, studies))), force, "classifier"); final = out / "model.pt"
     if resume and final.exists(): return final
     info = setup_distributed(device)
     t0 = time.time()
-    bank = SliceBank.from_cache(cache, list(studies), profile, workers=max(1, profile.classifier.num_workers))
+    bank = SliceBank.from_cache(cache, list(studies), settings, workers=max(1, settings.cfg.num_workers))
     bal = class_balance(bank)
     if bal["slices"] == 0: raise ValueError("no labelled slices in the training studies")
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out / "class_balance.json", bal)
         get_logger().info("stage 1: %d studies, %d labelled slices, %.1f%% positive (%s sampling)", bal["studies"],
-                          bal["slices"], 100 * bal["positive_fraction"], "balanced" if profile.classifier.balanced else "uniform")
-    model = fit_classifier(bank, out, profile, resume=resume, progress=progress, info=info, tensorboard=tensorboard)
+                          bal["slices"], 100 * bal["positive_fraction"], "balanced" if settings.cfg.balanced else "uniform")
+    model = fit_classifier(bank, out, settings, resume=resume, progress=progress, info=info, tensorboard=tensorboard)
     if info.is_main:
-        meta = {"backbone": profile.classifier.backbone, "iterations": profile.classifier.iterations,
+        meta = {"backbone": settings.cfg.backbone, "iterations": settings.cfg.iterations,
                 "train_studies": list(map(str, studies)), "class_balance": bal, "world_size": info.world_size,
                 "device": info.device, "train_seconds": round(time.time() - t0, 1)}
-        save_classifier(final, model, profile, meta)
+        save_classifier(final, model, settings.record, meta)
     barrier()
     return final
 
@@ -404,21 +403,20 @@ def score_volume(model: nn.Module,       # trained classifier (eval mode)
 
 def score_study(model: nn.Module,      # trained classifier (eval mode)
                 image_hu_zyx,          # HU volume vol[z, y, x]
-                profile: Profile,      # preprocessing (HU window, image size, context)
-                batch_size: int | None = None, # windows per forward pass (default: profile.classifier.eval_batch_size)
+                settings: ClassifierSettings, # preprocessing (HU window, network grid) and slices per slab
+                batch_size: int | None = None, # windows per forward pass (default: the settings' eval_batch_size)
                ) -> np.ndarray:
     "Per-slice PE probabilities (Z,) of one study."
     model.eval()
-    return score_volume(model, preprocess_volume(image_hu_zyx, profile),
-                        batch_size or profile.classifier.eval_batch_size, profile.data.context)
+    return score_volume(model, settings.preprocess(image_hu_zyx), batch_size or settings.cfg.eval_batch_size, settings.context)
 
-def score_studies(model, cache, studies: list, profile: Profile, batch_size: int | None = None) -> pd.DataFrame:
+def score_studies(model, cache, studies: list, settings: ClassifierSettings, batch_size: int | None = None) -> pd.DataFrame:
     "Scores of every slice of the given cached studies: StudyInstanceUID, z, label, prob."
     from labelup.data import load_study
     rows = []
     for s in studies:
         st = load_study(cache, s)
-        p = score_study(model, st.image, profile, batch_size)
+        p = score_study(model, st.image, settings, batch_size)
         rows.append(pd.DataFrame({"StudyInstanceUID": str(s), "z": np.arange(len(p)),
                                   "label": np.asarray(st.labels, dtype=int), "prob": p}))
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=["StudyInstanceUID", "z", "label", "prob"])

@@ -291,10 +291,12 @@ def cli_train_classifier(*,
     """Stage 1: train the 2.5D slice classifier (paper III.A) on a `labelup prepare` cache, then (rank 0) evaluate it.
     Works under torchrun (DDP)."""
     from labelup.classifier import train_classifier
+    from labelup.data import split_studies
     from labelup.engine import setup_distributed, cleanup_distributed
     from labelup.paper.classifier import evaluate_classifier
+    from labelup.settings import classifier_of
     prof = profile_from_args(opts)
-    ckpt = train_classifier(cache, out, prof, studies=studies, device=opts.device, resume=resume, progress=not quiet,
+    ckpt = train_classifier(cache, out, classifier_of(prof), studies or split_studies(cache, prof)["train"], device=opts.device, resume=resume, progress=not quiet,
                             force=force, tensorboard=tensorboard)
     info = setup_distributed(opts.device)
     if info.is_main:
@@ -316,10 +318,11 @@ def cli_score(*,
     "Score every slice of prepared studies with a stage-1 checkpoint; writes a CSV (StudyInstanceUID, z, label, prob)."
     from labelup.files import atomic_path
     from labelup.classifier import load_classifier, score_studies
+    from labelup.settings import classifier_of
     from labelup.data import list_studies
     model, prof = load_classifier(checkpoint, device)
     studies = studies or list_studies(cache)
-    df = score_studies(model, cache, studies, prof, batch_size)
+    df = score_studies(model, cache, studies, classifier_of(prof), batch_size)
     with atomic_path(out) as t: df.to_csv(t, index=False)
     print(f"{len(df)} slices of {len(studies)} studies -> {out}")
 

@@ -206,19 +206,6 @@ class Profile:
     finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
     bench: BenchCfg = field(default_factory=BenchCfg)
 
-    @property
-    def scale(self) -> float:
-        "In-plane scale of this profile relative to the paper's 512 x 512 images."
-        return self.data.image_size / PAPER_SIZE
-
-    def px(self, v: float) -> int:
-        "`paper_px` on this profile's `image_size`."
-        return paper_px(v, self.data.image_size)
-
-    def vox2d(self, v: float) -> int:
-        "`paper_voxels` on this profile's `image_size` x `image_size`."
-        return paper_voxels(v, (self.data.image_size, self.data.image_size))
-
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../nbs/00a_config.ipynb #3c4372b4

@@ -121,8 +121,10 @@ def ensure_classifier(run, profile: Profile, data_root=None, device=None) -> Pat
     ckpt = lay.classifier / "model.pt"
     if not ckpt.exists():
         from labelup.classifier import train_classifier
+        from labelup.settings import classifier_of
         cache = ensure_cache(lay, profile, data_root)
-        ckpt = Path(train_classifier(cache, lay.classifier, profile, device=device, resume=True))
+        ckpt = Path(train_classifier(cache, lay.classifier, classifier_of(profile), ensure_split(lay, profile, data_root)["train"],
+                                     device=device, resume=True))
     return ckpt
 
 def student_studies(split: dict, # the run's split {"train", "val", "test"}

@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import Profile, TeacherCfg, outcome_settings, paper_px, paper_voxels, paper_distance, voxels_to_paper
-from .classifier import Preprocess
+from .files import DATA_OUTCOME
+from .classifier import ClassifierSettings, Preprocess
 from .iterate import Algorithm1, Aggregation
 from .filter import ClusterFilter
 
 # %% auto #0
 __all__ = ['neighbourhood_radius', 'algorithm1_settings', 'algorithm1_args', 'aggregation_settings', 'FilterScale',
            'filter_scale', 'filter_settings', 'filter_params', 'filter_mask', 'preprocess_settings', 'TeacherSettings',
-           'teacher_outcome', 'teacher_of']
+           'teacher_outcome', 'teacher_of', 'classifier_outcome', 'classifier_of']
 
 # %% ../nbs/09a_settings.ipynb #d2855ccc
 def neighbourhood_radius(profile: Profile, # teacher.neighbourhood (H, W, slices) in paper pixels
@@ -110,3 +111,15 @@ def teacher_of(profile: Profile) -> TeacherSettings:
                            aggregation=aggregation_settings(profile), cluster_filter=filter_scale(profile),
                            slab_batch=profile.teacher.slab_batch, seed=profile.data.seed, outcome=teacher_outcome(profile))
 
+
+# %% ../nbs/09a_settings.ipynb #be57f9d7
+def classifier_outcome(profile: Profile) -> dict:
+    "What determines a trained classifier, but its training studies: its section but speed settings, the preprocessing, the seed."
+    return dict(classifier=outcome_settings(profile.classifier), data={k: getattr(profile.data, k) for k in DATA_OUTCOME})
+
+def classifier_of(profile: Profile) -> ClassifierSettings:
+    "Stage 1's settings on the profile's network grid."
+    c, size = profile.classifier, profile.data.image_size
+    return ClassifierSettings(cfg=c, preprocess=preprocess_settings(profile), context=profile.data.context, seed=profile.data.seed,
+                              cutout_px=(paper_px(c.cutout_size, size), paper_px(c.cutout_max_size, size)),
+                              outcome=classifier_outcome(profile), record=profile.to_dict())

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from labelup.cli import cli_score, cli_train_classifier
+from labelup.settings import classifier_of
 
 from labelup.core import get_profile
 from labelup.classifier import (Augment, SliceBank, build_classifier, class_balance,
-                                fit_classifier, focal_loss, load_classifier, preprocess_volume, save_classifier, slice_metrics,
+                                fit_classifier, focal_loss, load_classifier, save_classifier, slice_metrics,
                                 score_study)
 
 TINY = ["classifier.backbone=test_efficientnet", "classifier.iterations=6", "classifier.batch_size=4",
@@ -37,12 +38,12 @@ def bank():
     p = get_profile("smoke", TINY)
     rng = np.random.default_rng(0)
     studies = [_toy(rng, positive=i % 2 == 0) for i in range(4)]
-    return SliceBank([preprocess_volume(v, p) for v, _ in studies], [l for _, l in studies])
+    return SliceBank([classifier_of(p).preprocess(v) for v, _ in studies], [l for _, l in studies])
 
 
 def test_model_contract():
     p = get_profile("smoke", TINY)
-    m = build_classifier(p)
+    m = build_classifier(p.classifier, p.data.context)
     assert m(torch.rand(2, 7, 64, 64)).shape == (2,)
     assert m.net.global_pool.pool_type == "max"
     assert get_profile("paper").classifier.backbone == "tf_efficientnetv2_l"
@@ -63,17 +64,17 @@ def test_focal_loss_soft_targets():
 
 def test_augment_paper_cutout():
     p = get_profile("paper")
-    a = Augment(p)
+    a = Augment(classifier_of(p))
     assert a.cutout_args == dict(holes=1, max_holes=2, spatial_size=(40, 40, -1), max_spatial_size=(200, 200, -1),
                                  prob=0.4, fill_value=0)
 
 
 def test_train_resume_roundtrip(bank, tmp_path):
     p = get_profile("smoke", TINY)
-    a = fit_classifier(bank, tmp_path / "a", p, device="cpu", progress=False)
-    fit_classifier(bank, tmp_path / "b", p, device="cpu", progress=False, stop_after=4)
+    a = fit_classifier(bank, tmp_path / "a", classifier_of(p), device="cpu", progress=False)
+    fit_classifier(bank, tmp_path / "b", classifier_of(p), device="cpu", progress=False, stop_after=4)
     (tmp_path / "b" / "ckpt" / "step_0000004.pt").unlink()  # killed after the step-3 checkpoint
-    b = fit_classifier(bank, tmp_path / "b", p, device="cpu", progress=False)
+    b = fit_classifier(bank, tmp_path / "b", classifier_of(p), device="cpu", progress=False)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
     save_classifier(tmp_path / "model.pt", a, p, {"x": 1})
@@ -82,10 +83,9 @@ def test_train_resume_roundtrip(bank, tmp_path):
     m, p2 = load_classifier(tmp_path / "model.pt", "cpu")
     assert p2 == p
     vol, _ = _toy(np.random.default_rng(5))
-    pr = score_study(m, vol, p2, batch_size=5)
-    from labelup.classifier import preprocess_volume
+    pr = score_study(m, vol, classifier_of(p2), batch_size=5)
     from labelup.data import slab_indices
-    x = preprocess_volume(vol, p2)
+    x = classifier_of(p2).preprocess(vol)
     with torch.no_grad():   # batching is invisible: each slice's probability is its own 7-slice slab's, clamped at the ends
         direct = [float(torch.sigmoid(m(x[torch.as_tensor(slab_indices(z, 16, p2.data.context))][None]))) for z in (0, 7, 15)]
     assert pr.shape == (16,) and np.allclose(pr[[0, 7, 15]], direct, atol=1e-5), (pr[[0, 7, 15]], direct)
@@ -134,7 +134,7 @@ def test_cli_smoke_profile(cache, tmp_path):
     m, prof = load_classifier(out / "model.pt", "cpu")
     sc = pd.read_csv(csv, dtype={"StudyInstanceUID": str}); s0 = sorted(sc.StudyInstanceUID.unique())[0]
     mine = sc[sc.StudyInstanceUID == s0].sort_values("z").prob.to_numpy()
-    np.testing.assert_allclose(mine, score_study(m, load_study(cache, s0).image, prof), atol=1e-5)
+    np.testing.assert_allclose(mine, score_study(m, load_study(cache, s0).image, classifier_of(prof)), atol=1e-5)
 
 
 def test_torchrun_two_processes(cache, tmp_path):

@@ -264,7 +264,7 @@ def test_garbage_cache_image_is_one_line(student, tmp_path, capsys):
     store = cache / ".store"
     if store.exists(): shutil.rmtree(store)
     from labelup.classifier import build_classifier, save_classifier
-    clf = save_classifier(tmp_path / "clf.pt", build_classifier(get_profile("smoke"), pretrained=False), get_profile("smoke"))
+    clf = save_classifier(tmp_path / "clf.pt", build_classifier(get_profile("smoke").classifier, pretrained=False), get_profile("smoke"))
     runs = [["segment", "--checkpoint", str(ck), "--cache", str(cache), "--out", str(tmp_path / "p"), "--device", "cpu", "--quiet"],
             ["pseudo-label", "--cache", str(cache), "--checkpoint", str(clf), "--out", str(tmp_path / "t"), "--device", "cpu", "--quiet"],
             ["train-student", "--cache", str(cache), "--labels", str(root / "masks"), "--out", str(tmp_path / "s"), "--quiet",
@@ -370,7 +370,7 @@ def test_checkpoint_backbone_is_a_local_timm_name(tmp_path, capsys, backbone):
     import torch
     from labelup.classifier import build_classifier, save_classifier
     p = get_profile("smoke")
-    ck = save_classifier(tmp_path / "clf.pt", build_classifier(p, pretrained=False), p)
+    ck = save_classifier(tmp_path / "clf.pt", build_classifier(p.classifier, p.data.context, pretrained=False), p)
     d = torch.load(ck, map_location="cpu", weights_only=True); d["profile"]["classifier"]["backbone"] = backbone
     bad = tmp_path / "tampered.pt"; torch.save(d, bad)
     assert main(["pseudo-label", "--cache", str(tmp_path / "nocache"), "--checkpoint", str(bad), "--out", str(tmp_path / "t"),

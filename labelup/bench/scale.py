@@ -67,11 +67,12 @@ def _gpu(device: str) -> bool: return device.startswith("cuda")
 def bench_classifier_step(p: Profile, device: str, batch: int, steps: int = 2) -> dict:
     "One training step of the slice classifier (augmentation, forward, focal loss, backward, AdamW) per call."
     from labelup.classifier import Augment, build_classifier, focal_loss
+    from labelup.settings import classifier_of
     c, S, ctx = p.classifier, p.data.image_size, p.data.context
     torch.manual_seed(0)
-    model = build_classifier(p, pretrained=False).to(device).train()
+    model = build_classifier(p.classifier, p.data.context, pretrained=False).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=c.lr)
-    aug, rng = Augment(p), np.random.default_rng(0)
+    aug, rng = Augment(classifier_of(p)), np.random.default_rng(0)
     x, y = torch.rand(batch, ctx, S, S), (torch.arange(batch) % 2).float()
     amp = bool(c.amp and _gpu(device))
     def step():
@@ -89,7 +90,7 @@ def bench_ig(p: Profile, device: str, steps: int | None = None, model=None) -> d
     from labelup.classifier import build_classifier
     t = p.teacher; S, ctx = p.data.image_size, p.data.context
     steps = int(steps or t.ig_steps)
-    if model is None: torch.manual_seed(0); model = build_classifier(p, pretrained=False)
+    if model is None: torch.manual_seed(0); model = build_classifier(p.classifier, p.data.context, pretrained=False)
     ex = Explainer(model, replace(t, ig_steps=steps, n_references=1, nt_samples=0, adaptive_steps=0), device)
     x = torch.rand(1, ctx, S, S)
     sec, mem = time_steps(lambda: ex.attribute(x), device, steps=1)
@@ -160,7 +161,8 @@ def bench_inference(p: Profile, device: str, study_shape=(235, 512, 512), fracti
 # %% ../../nbs/29_bench_scale.ipynb #d38759d4
 def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, samples: int = 64) -> dict:
     "Slabs/s and patches/s read from the training store, and the same from the compressed cache (the reference)."
-    from labelup.classifier import SliceBank, preprocess_volume
+    from labelup.classifier import SliceBank
+    from labelup.settings import classifier_of
     from labelup.student import load_training_set, preprocess_image, profile_hu_window
     S = p.data.image_size
     t0 = time.perf_counter()
@@ -172,7 +174,7 @@ def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, sam
     for s in studies:
         st = load_study(cache, s)
         if st.boxes is not None: save_volume(labels / f"{s}.nii.gz", st.boxes, st.affine)
-    t0 = time.perf_counter(); bank = SliceBank.from_cache(cache, studies, p); t_store = time.perf_counter() - t0
+    t0 = time.perf_counter(); bank = SliceBank.from_cache(cache, studies, classifier_of(p)); t_store = time.perf_counter() - t0
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for _ in range(max(1, samples // 8)): bank.sample(rng, 8)
@@ -182,7 +184,8 @@ def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, sam
     t0 = time.perf_counter(); smp.sample(n_p, rng); patch_s = (time.perf_counter() - t0) / n_p
     k = 2   # the reference: decompress and preprocess the whole study for each sample
     t0 = time.perf_counter()
-    for i in range(k): preprocess_volume(load_study(cache, studies[i % len(studies)]).image, p)
+    pre = classifier_of(p).preprocess
+    for i in range(k): pre(load_study(cache, studies[i % len(studies)]).image)
     ref_slab_s = (time.perf_counter() - t0) / k
     t0 = time.perf_counter()
     for i in range(k): preprocess_image(load_study(cache, studies[i % len(studies)]).image, S, profile_hu_window(p))
@@ -355,14 +358,14 @@ which, cache, out, studies, over = sys.argv[1], sys.argv[2], sys.argv[3], json.l
 p = get_profile("smoke", over)
 if which == "classifier":
     from labelup.classifier import train_classifier
-    train_classifier(cache, out, p, studies=studies, device="cpu", progress=False)
+    train_classifier(cache, out, classifier_of(p), studies, device="cpu", progress=False)
 elif which == "student":
     from labelup.student import train_student
     train_student(cache, sys.argv[6], out, p, studies, device="cpu")
 else:   # the reference: every study preprocessed into memory, as the first SliceBank held them
-    from labelup.classifier import preprocess_volume
+    from labelup.settings import preprocess_settings
     from labelup.data import load_study
-    vols = [(preprocess_volume(load_study(cache, s).image, p) * 255).round().byte() for s in studies]
+    vols = [(preprocess_settings(p)(load_study(cache, s).image) * 255).round().byte() for s in studies]
 stop.set(); th.join()
 with open("/proc/self/status") as f: hwm = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
 print(json.dumps(dict(peak_rss_mb=round(max(hwm, peak["self"]) / 1024, 1), workers_peak_rss_mb=round(peak["workers"] / 1024, 1))))

@@ -51,7 +51,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
         cmodel, _ = load_classifier(classifier, dev); tprof = prof; mode = "trained classifier, full Algorithm 1"
     else:
         torch.manual_seed(0)
-        cmodel = build_classifier(prof, pretrained=False).to(dev).eval()
+        cmodel = build_classifier(prof.classifier, prof.data.context, pretrained=False).to(dev).eval()
         tprof = get_profile(prof, {"teacher.clf_threshold": 0.0, "teacher.max_iterations": 1})
         mode = "random classifier, one iteration on every window"
     if cache is None:

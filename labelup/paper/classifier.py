@@ -11,6 +11,7 @@ from ..config import Profile
 from ..files import read_checkpoint, atomic_path, md_table, write_json_atomic, write_text_atomic
 from ..runtime import file_hash
 from ..classifier import load_classifier, score_studies, choose_threshold, slice_metrics
+from ..settings import classifier_of
 
 # %% auto #0
 __all__ = ['PAPER_TABLE1', 'table1', 'plot_roc', 'evaluate_classifier']
@@ -71,7 +72,7 @@ def evaluate_classifier(cache,               # `prepare` cache
     frames = []
     for part in ("val", "test"):
         if split.get(part):
-            df = score_studies(model, cache, split[part], profile); df.insert(0, "split", part); frames.append(df)
+            df = score_studies(model, cache, split[part], classifier_of(profile)); df.insert(0, "split", part); frames.append(df)
     scores = pd.concat(frames, ignore_index=True)
     lab = scores[scores.label >= 0]
     val, test = lab[lab.split == "val"], lab[lab.split == "test"]

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from ..config import Profile
 from ..files import load_volume, md_table, write_json_atomic, write_text_atomic
-from ..classifier import height_weights, make_slabs, preprocess_volume
+from ..classifier import height_weights, make_slabs
+from ..settings import classifier_of, preprocess_settings
 from ..data import load_study, slab_indices
 from ..explain import grey_closing
 
@@ -50,7 +51,7 @@ def paint_over(x: torch.Tensor,    # (B, 7, H, W) windows
 # %% ../../nbs/22b_evidence.ipynb #1195abd7
 def _input_volume(cache, study: str, profile: Profile, mask: np.ndarray) -> torch.Tensor:
     "The classifier's input volume of `study`, checked against the grid of its true `mask`."
-    vol = preprocess_volume(load_study(cache, study).image, profile)
+    vol = preprocess_settings(profile)(load_study(cache, study).image)
     if tuple(vol.shape[-2:]) != mask.shape[-2:]:
         raise ValueError(f"study {study}: mask {mask.shape} does not match the classifier input {tuple(vol.shape)}")
     return vol

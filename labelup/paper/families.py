@@ -15,6 +15,7 @@ import pandas as pd
 from ..config import Profile
 from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic, load_volume
 from ..classifier import load_classifier, score_studies
+from ..settings import classifier_of
 from ..evaluation import label_components, reference_mask
 from .transfer import domain_scores
 from .evidence import height_matched_auroc, clot_reliance
@@ -79,7 +80,7 @@ def family_scores(checkpoint, # stage-1 model.pt
     "Slice AUROC, height-matched AUROC, clot painting, and the teacher's PE-level scores (overall and `by_size`)."
     from labelup.classifier import slice_metrics
     model, _ = load_classifier(checkpoint, device)
-    sc = score_studies(model, cache, studies, profile)
+    sc = score_studies(model, cache, studies, classifier_of(profile))
     if teacher: out = domain_scores(checkpoint, cache, pseudo_dir, studies, profile, masks_dir, device, scores=sc)
     else:
         m = slice_metrics(sc.label, sc.prob)

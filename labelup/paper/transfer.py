@@ -14,7 +14,7 @@ from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 from ..classifier import load_classifier, score_studies, slice_metrics
 from ..evaluation import evaluate_dirs
 from ..teacher import pseudo_label
-from ..settings import teacher_of
+from ..settings import classifier_of, teacher_of
 from ..pipeline import teacher_pool
 
 # %% auto #0
@@ -31,7 +31,7 @@ def domain_scores(checkpoint, # stage-1 model.pt
                   scores: pd.DataFrame | None = None, # the classifier's slice scores of `studies`, when already computed
                  ) -> dict:
     "Slice AUROC of the classifier on `studies`, and the teacher's PE-level scores on their PE-positive studies."
-    if scores is None: scores = score_studies(load_classifier(checkpoint, device)[0], cache, studies, profile)
+    if scores is None: scores = score_studies(load_classifier(checkpoint, device)[0], cache, studies, classifier_of(profile))
     sc = scores
     m = slice_metrics(sc.label, sc.prob)
     pos = sorted(sc[sc.label > 0].StudyInstanceUID.unique())
