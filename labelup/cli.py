@@ -296,7 +296,7 @@ def cli_train_classifier(*,
     from labelup.paper.classifier import evaluate_classifier
     from labelup.settings import classifier_of
     prof = profile_from_args(opts)
-    ckpt = train_classifier(cache, out, classifier_of(prof), studies or split_studies(cache, prof)["train"], device=opts.device, resume=resume, progress=not quiet,
+    ckpt = train_classifier(cache, out, classifier_of(prof), studies or split_studies(cache, prof.data)["train"], device=opts.device, resume=resume, progress=not quiet,
                             force=force, tensorboard=tensorboard)
     info = setup_distributed(opts.device)
     if info.is_main:
@@ -373,7 +373,7 @@ def cli_train_student(*,
     from labelup.engine import setup_distributed, cleanup_distributed
     from labelup.student import train_student
     prof = profile_from_args(opts)
-    sp = split_studies(cache, prof)
+    sp = split_studies(cache, prof.data)
     studies = studies or (list(sp["train"]) if validate else list(sp["train"]) + list(sp["val"]))
     if validate and not prof.student.eval_every: raise UsageError("--validate needs student.eval_every > 0 (e.g. --set student.eval_every=500)")
     ck = train_student(cache, labels, out, prof, studies, init=init, device=opts.device, resume=resume,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .files import atomic_path, load_volume, save_volume, sweep_temporaries, temporary_dir, volume_shape, write_json_atomic
 from .core import get_logger
-from .config import get_profile
+from .config import DataCfg
 from .dicom import GAPS, DicomSeriesError, _namer, read_series
 
 _log = get_logger("labelup.data")
@@ -511,22 +511,21 @@ def study_shape(cache,      # prepare's output folder
     "The (Z, Y, X) shape of a cached study, from its NIfTI header (nothing is decompressed)."
     return volume_shape(Path(cache) / study / "image.nii.gz")
 
-def split_studies(cache,    # prepare's output folder
-                  profile,  # Profile or profile name (uses data.test_fraction, val_fraction, split_seed)
+def split_studies(cache,         # prepare's output folder
+                  data: DataCfg, # the data settings (`profile.data`): test_fraction, val_fraction, split_seed
                  ) -> dict:
     "Deterministic study-level split {'train', 'val', 'test'}, stratified by exam positivity."
-    p = get_profile(profile) if isinstance(profile, str) else profile
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str})
     pos = np.where(idx.negative_exam_for_pe >= 0, idx.negative_exam_for_pe == 0, idx.n_positive_slices > 0)
-    rng = np.random.default_rng(p.data.split_seed)
+    rng = np.random.default_rng(data.split_seed)
     out = {"train": [], "val": [], "test": []}
     for flag in (True, False):
         ss = sorted(idx.StudyInstanceUID[pos == flag])
         ss = [ss[i] for i in rng.permutation(len(ss))]
-        nt = int(np.floor(len(ss) * p.data.test_fraction + 0.5)); nv = int(np.floor(len(ss) * p.data.val_fraction + 0.5))
+        nt = int(np.floor(len(ss) * data.test_fraction + 0.5)); nv = int(np.floor(len(ss) * data.val_fraction + 0.5))
         out["test"] += ss[:nt]; out["val"] += ss[nt:nt + nv]; out["train"] += ss[nt + nv:]
     n = len(idx)
     for k in ("test", "val"):  # small caches: at least one study each when there are enough
-        frac = p.data.test_fraction if k == "test" else p.data.val_fraction
+        frac = data.test_fraction if k == "test" else data.val_fraction
         if not out[k] and frac > 0 and len(out["train"]) > 1 and n >= 3: out[k].append(out["train"].pop())
     return {k: sorted(v) for k, v in out.items()}

@@ -67,7 +67,7 @@ def evaluation_pool(cache,           # prepare cache
         if missing: raise UsageError(f"{len(missing)} studies have no {annotations}/{truth} annotation: {missing[:5]}")
         return list(studies)
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
-    return [s for s in split_studies(cache, profile)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
+    return [s for s in split_studies(cache, profile.data)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
 
 def annotation_labels(cache,            # prepare cache
                       studies: list[str], # fine-tuning studies

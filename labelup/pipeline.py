@@ -113,7 +113,7 @@ def ensure_cache(run, profile: Profile, data_root=None, workers: int = 2) -> Pat
 def ensure_split(run, profile: Profile, data_root=None) -> dict:
     "The study-level train/val/test split of the run's cache."
     from labelup.data import split_studies
-    return split_studies(ensure_cache(run, profile, data_root), profile)
+    return split_studies(ensure_cache(run, profile, data_root), profile.data)
 
 def ensure_classifier(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 1: the trained slice classifier `RUN/classifier/model.pt`."
@@ -146,7 +146,7 @@ def teacher_pool(cache, profile: Profile) -> list | None:
     "The studies the `negatives` IG reference draws its windows from (the training split), where the profile uses it."
     from labelup.data import split_studies
     from labelup.teacher import uses_negatives
-    return split_studies(cache, profile)["train"] if uses_negatives(profile.teacher) else None
+    return split_studies(cache, profile.data)["train"] if uses_negatives(profile.teacher) else None
 
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size

@@ -68,7 +68,7 @@ def evaluate_classifier(cache,               # `prepare` cache
     profile = profile or cprof
     if split is None:
         from labelup.data import split_studies
-        split = split_studies(cache, profile)
+        split = split_studies(cache, profile.data)
     frames = []
     for part in ("val", "test"):
         if split.get(part):
