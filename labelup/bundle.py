@@ -101,7 +101,7 @@ def bundle_readme(net: dict, prof, checkpoint_hash: str) -> str:
         "# labelup pulmonary embolism student", "",
         "A MONAI DynUNet that segments pulmonary emboli in CT pulmonary angiograms. It was trained by labelup "
         "(https://arxiv.org/abs/2412.07384) on pseudo-labels from image-level labels, not on voxel annotations.",
-        f"Profile `{prof.name}`, checkpoint `{checkpoint_hash}`. **Research use only.** It is not a medical device, and its "
+        f"Trained with the profile `{prof.name}`; checkpoint `{checkpoint_hash}`. **Research use only.** It is not a medical device, and its "
         "output must not guide a clinical decision.", "",
         "## Network plan", "",
         f"DynUNet, 3D, 1 input channel (windowed CT), 1 output channel (PE logit); filters {net['filters']}; "

@@ -372,11 +372,12 @@ def cli_train_student(*,
     from labelup.data import split_studies
     from labelup.engine import setup_distributed, cleanup_distributed
     from labelup.student import train_student
+    from labelup.settings import student_of
     prof = profile_from_args(opts)
     sp = split_studies(cache, prof.data)
     studies = studies or (list(sp["train"]) if validate else list(sp["train"]) + list(sp["val"]))
     if validate and not prof.student.eval_every: raise UsageError("--validate needs student.eval_every > 0 (e.g. --set student.eval_every=500)")
-    ck = train_student(cache, labels, out, prof, studies, init=init, device=opts.device, resume=resume,
+    ck = train_student(cache, labels, out, student_of(prof), studies, init=init, device=opts.device, resume=resume,
                        progress=not quiet, force=force, val_studies=list(sp["val"]) if validate else None,
                        tensorboard=tensorboard)
     if setup_distributed(opts.device).is_main: print(f"model: {ck}")
@@ -403,17 +404,18 @@ def cli_segment(*,
     studies of a prepare cache with the student."""
     import numpy as np
     from labelup.student import segment_studies
+    from labelup.settings import student_of
     prof = profile_from_args(opts, checkpoint_profile(checkpoint, "student"))
     if filters is not None: prof = get_profile(prof, {"student.filter_output": filters})
     if input:
         from labelup.clinical import segment_inputs
         with _progress("segment", quiet) as bar:
-            res = segment_inputs(input, checkpoint, out, prof, series, opts.device, force, not no_seg, on_study=bar)
+            res = segment_inputs(input, checkpoint, out, student_of(prof), series, opts.device, force, not no_seg, on_study=bar)
         for r in res["written"]: print(f"{r['study']}: {r['components']} PE(s), {r['voxels']} voxels, {r['seconds']:.2f} s")
         print(res["line"])
         return 1 if res["errors"] else 0
     with _progress("segment", quiet) as bar:
-        recs = segment_studies(cache, checkpoint, out, prof, studies, opts.device, probabilities, filters,
+        recs = segment_studies(cache, checkpoint, out, student_of(prof), studies, opts.device, probabilities, filters,
                                on_study=bar, force=force)
     print(f"{len(recs)} studies -> {out}; mean {np.mean([r['seconds'] for r in recs]):.2f} s per study")
 
@@ -498,7 +500,7 @@ def cli_finetune(*,
     if fraction is not None: opts.overrides.append(f"finetune.fraction={fraction}")
     p = profile_from_args(opts)
     if "masks" in (annotations, truth) and not masks: raise OptionError("--annotations/--truth masks need --masks DIR")
-    pool = evaluation_pool(cache, p, annotations, truth, masks, studies)
+    pool = evaluation_pool(cache, p.data, annotations, truth, masks, studies)
     device = None if opts.device == "auto" else opts.device
     try: exp = finetune_experiment(cache, checkpoint, out, p, pool, annotations, truth, masks, wsl_pred, device,
                                    progress or (not quiet and sys.stderr.isatty()))

@@ -18,7 +18,8 @@ from .files import atomic_path, load_volume, save_volume, sweep_temporaries, tem
 from .runtime import file_hash
 from .dicom import DicomSeriesError, _sop_uid, lenient_dicom, read_series
 from .data import orientation_flips, reorient
-from .student import load_student, postprocess, predict_probabilities, student_inference_args, student_postprocess_args
+from .student import load_student, postprocess, predict_probabilities
+from .settings import StudentSettings, student_of
 
 _log = get_logger("labelup.clinical")
 
@@ -162,7 +163,7 @@ def segment_study(source,                # a DICOM series folder, a study tree o
                   checkpoint,            # a student model.pt
                   series_uid: str | None = None, # with a study tree: this series
                   device: str | None = None,
-                  profile=None,          # inference settings (default: the checkpoint's profile)
+                  settings: StudentSettings | None = None, # inference settings (default: the checkpoint's)
                   model=None,            # an already loaded student (batches of studies load it once)
                   checkpoint_hash: str | None = None, # the checkpoint's hash if already known (batches hash it once)
                   relative_to=None,      # name files in messages relative to this folder (default: the source's parent)
@@ -170,17 +171,17 @@ def segment_study(source,                # a DICOM series folder, a study tree o
     "Segment one study for a clinician: mask, probabilities, affine (the source's grid), PE table and record; no files."
     t0 = time.perf_counter()
     inp = read_input(source, series_uid, relative_to)
-    if model is None: model, prof = load_student(checkpoint, device)
-    else: prof = None
-    prof = profile or prof
-    if prof is None: raise ValueError("segment_study: pass `profile` with `model`")
-    prob = predict_probabilities(model, inp["image"], **student_inference_args(prof), device=device)
-    post = student_postprocess_args(prof, prob.shape[1:])   # threshold and the stage-2 filters, as the profile says
+    if model is None:
+        model, prof = load_student(checkpoint, device)
+        settings = settings or student_of(prof)
+    if settings is None: raise ValueError("segment_study: pass `settings` with `model`")
+    prob = predict_probabilities(model, inp["image"], **settings.inference_args(), device=device)
+    post = settings.postprocess_args(prob.shape[1:])   # threshold and the stage-2 filters, as the settings say
     mask, n = postprocess(prob, **post)
     mask, aff = reorient(mask, inp["affine"], inp["flips"]); prob = reorient(prob, inp["affine"], inp["flips"])[0]
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
-               voxels=int(mask.sum()), threshold=post["threshold"], window=prof.student.sw_roi,
+               voxels=int(mask.sum()), threshold=post["threshold"], window=settings.cfg.sw_roi,
                filters=post["cluster_filter"] is not None, seconds=round(time.perf_counter() - t0, 3),
                checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)
@@ -327,7 +328,7 @@ def _relative(p: Path, root: Path) -> str:
 def segment_inputs(path,             # a NIfTI file, a series folder, a study tree, or a folder of studies / NIfTI files
                    checkpoint,       # a student model.pt
                    out,              # output folder: OUT/<study>/..., OUT/errors.csv
-                   profile=None,     # inference settings (default: the checkpoint's profile)
+                   settings: StudentSettings | None = None, # inference settings (default: the checkpoint's)
                    series_uid: str | None = None, # only this series
                    device: str | None = None,
                    force: bool = False,  # redo studies already segmented, and replace another checkpoint's outputs
@@ -340,7 +341,7 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
     out = Path(out)
     studies = find_studies(root, series_uid)
     model, prof = load_student(checkpoint, device)
-    prof = profile or prof
+    settings = settings or student_of(prof)
     h = file_hash(checkpoint)
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise UsageError(f"{short_name(out)}: cannot create the output folder ({e.strerror})") from None
@@ -353,7 +354,7 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
             if rec is not None and rec.get("checkpoint") != h:
                 raise UsageError(f"{short_name(out)}: holds segmentations of another checkpoint ({rec.get('checkpoint')}, not {h} of "
                                  f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
-    want = dict(threshold=prof.student.threshold, filters=bool(prof.student.filter_output), window=prof.student.sw_roi)
+    want = dict(threshold=settings.cfg.threshold, filters=bool(settings.cfg.filter_output), window=settings.cfg.sw_roi)
     written, reused, errors = [], [], []
     for k, (st, d) in enumerate(zip(studies, dirs), 1):
         rec = json.loads((d / "record.json").read_text()) if (d / "record.json").is_file() else None
@@ -362,7 +363,7 @@ def segment_inputs(path,             # a NIfTI file, a series folder, a study tr
             reused.append(rec)
         else:
             try:
-                r = segment_study(st["source"], checkpoint, st["series_uid"], device, prof, model=model, checkpoint_hash=h,
+                r = segment_study(st["source"], checkpoint, st["series_uid"], device, settings, model=model, checkpoint_hash=h,
                                   relative_to=root_dir)
                 r["record"]["study"] = st["name"]
                 rec = write_study(r, d, seg=seg, checkpoint_hash=h); written.append(rec)

@@ -5,20 +5,19 @@
 # %% ../nbs/12_finetune.ipynb #329f56be
 from __future__ import annotations
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import Profile, profile_from_dict
+from .config import DataCfg
 from .core import UsageError
 from .files import load_volume, save_volume
 from .data import split_studies
+from .settings import StudentSettings
 
 # %% auto #0
-__all__ = ['finetune_split', 'annotated_studies', 'evaluation_pool', 'annotation_labels', 'train_profile', 'finetune',
-           'train_from_scratch']
+__all__ = ['finetune_split', 'annotated_studies', 'evaluation_pool', 'annotation_labels', 'finetune', 'train_from_scratch']
 
 # %% ../nbs/12_finetune.ipynb #e0630b32
 def finetune_split(pool: list[str], # annotated studies that are not used by any earlier stage (evaluation pool)
@@ -54,7 +53,7 @@ def annotated_studies(cache,            # prepare cache (index.csv, <Study>/boxe
     raise ValueError(f"unknown annotation source {source!r} (boxes or masks)")
 
 def evaluation_pool(cache,           # prepare cache
-                    profile: Profile,  # the study split (data.test_fraction, val_fraction, split_seed)
+                    data: DataCfg,     # the study split's settings (`profile.data`: test_fraction, val_fraction, split_seed)
                     annotations: str = "boxes", # what the fine-tuning studies provide ("boxes" or "masks")
                     truth: str = "boxes",       # the evaluation reference ("boxes" or "masks")
                     masks_dir=None,    # true masks folder when either is "masks"
@@ -67,7 +66,7 @@ def evaluation_pool(cache,           # prepare cache
         if missing: raise UsageError(f"{len(missing)} studies have no {annotations}/{truth} annotation: {missing[:5]}")
         return list(studies)
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
-    return [s for s in split_studies(cache, profile.data)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
+    return [s for s in split_studies(cache, data)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
 
 def annotation_labels(cache,            # prepare cache
                       studies: list[str], # fine-tuning studies
@@ -87,43 +86,32 @@ def annotation_labels(cache,            # prepare cache
     return out
 
 # %% ../nbs/12_finetune.ipynb #99419190
-def train_profile(profile: Profile, # the run's profile (finetune schedules, student sampling)
-                  checkpoint,       # stage-3 `model.pt`: its network configuration is kept
-                 ) -> Profile:
-    "`profile` with the checkpoint's network (filters, patch size) and `finetune.final_lr` as the decay target."
-    import torch
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    seg = profile_from_dict(ck["profile"]).student if "profile" in ck else profile.student
-    return replace(profile, student=replace(profile.student, filters=tuple(seg.filters), patch_size=tuple(seg.patch_size),
-                                              final_lr=profile.finetune.final_lr))
-
 def finetune(cache,             # prepare cache (images)
              checkpoint,        # stage-3 student `model.pt` (trained on pseudo-labels)
              labels_dir,        # <Study>.nii.gz human labels (`annotation_labels`)
              out,               # output folder: model.pt, ckpt/, log.csv
-             profile: Profile,  # uses profile.finetune (iterations, lr, warmup, final_lr)
+             settings: StudentSettings, # the student's settings on the checkpoint's network (`labelup.settings.finetune_of`)
+             schedule: tuple,   # (iterations, lr, warmup) of fine-tuning (paper: 10k, 1e-5, 200)
              studies: list[str], # fine-tuning studies
              device: str | None = None,
              progress: bool = False,
             ) -> Path:
-    "Fine-tune the WSL student on human labels (paper: 10k iterations, lr 1e-5, 200 warm-up); returns `out/model.pt`."
+    "Fine-tune the WSL student on human labels; returns `out/model.pt`."
     from labelup.student import train_student
-    ft = profile.finetune
-    return Path(train_student(cache, labels_dir, out, train_profile(profile, checkpoint), list(studies), init=checkpoint,
-                                schedule=(ft.iterations, ft.lr, ft.warmup), device=device, progress=progress))
+    return Path(train_student(cache, labels_dir, out, settings, list(studies), init=checkpoint, schedule=tuple(schedule),
+                              device=device, progress=progress))
 
 def train_from_scratch(cache,    # prepare cache (images)
                        labels_dir, # <Study>.nii.gz human labels
                        out,      # output folder
-                       profile: Profile, # uses profile.finetune.scratch_* (paper: 25k iterations, lr 1e-4, 500 warm-up)
+                       settings: StudentSettings, # the same network as the fine-tuned student (`labelup.settings.finetune_of`)
+                       schedule: tuple, # (iterations, lr, warmup) from He initialisation (paper: 25k, 1e-4, 500)
                        studies: list[str], # the same fine-tuning studies
-                       like,     # the stage-3 checkpoint whose network configuration is copied (not its weights)
                        device: str | None = None,
                        progress: bool = False,
                       ) -> Path:
     "The same DynUNet trained on the same studies from He initialisation; returns `out/model.pt`."
     from labelup.student import train_student
-    ft = profile.finetune
-    return Path(train_student(cache, labels_dir, out, train_profile(profile, like), list(studies), init=None,
-                                schedule=(ft.scratch_iterations, ft.scratch_lr, ft.scratch_warmup), device=device,
-                                progress=progress))
+    return Path(train_student(cache, labels_dir, out, settings, list(studies), init=None, schedule=tuple(schedule),
+                              device=device, progress=progress))
+

@@ -197,7 +197,8 @@ def ensure_student(run, profile: Profile, data_root=None, device=None) -> Path:
         from labelup.student import train_student
         labels = ensure_teacher(lay, profile, data_root, device)
         studies = student_studies(ensure_split(lay, profile, data_root), profile.student.pseudo_studies, profile.data.split_seed)
-        ckpt = Path(train_student(lay.cache, labels, lay.student, profile, studies, device=device))
+        from labelup.settings import student_of
+        ckpt = Path(train_student(lay.cache, labels, lay.student, student_of(profile), studies, device=device))
     return ckpt
 
 def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Path:
@@ -206,7 +207,8 @@ def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Pa
     lay = _layout(run)
     ckpt = ensure_student(lay, profile, data_root, device)
     profile = teacher_profile(lay, profile, data_root, device)
-    segment_studies(lay.cache, ckpt, lay.pred, profile, studies=ensure_split(lay, profile, data_root)["test"], device=device)
+    from labelup.settings import student_of
+    segment_studies(lay.cache, ckpt, lay.pred, student_of(profile), studies=ensure_split(lay, profile, data_root)["test"], device=device)
     return lay.pred
 
 def positive_studies(run, profile: Profile, data_root=None, part: str = "test") -> list[str]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import numpy as np
 
-from .config import Profile, TeacherCfg, outcome_settings, paper_px, paper_voxels, paper_distance, voxels_to_paper
-from .files import DATA_OUTCOME
+from .config import Profile, StudentCfg, TeacherCfg, outcome_settings, profile_from_dict, paper_px, paper_voxels, paper_distance, voxels_to_paper
+from .files import DATA_OUTCOME, read_checkpoint
+from dataclasses import replace
 from .classifier import ClassifierSettings, Preprocess
 from .iterate import Algorithm1, Aggregation
 from .filter import ClusterFilter
@@ -18,7 +19,8 @@ from .filter import ClusterFilter
 # %% auto #0
 __all__ = ['neighbourhood_radius', 'algorithm1_settings', 'algorithm1_args', 'aggregation_settings', 'FilterScale',
            'filter_scale', 'filter_settings', 'filter_params', 'filter_mask', 'preprocess_settings', 'TeacherSettings',
-           'teacher_outcome', 'teacher_of', 'classifier_outcome', 'classifier_of']
+           'teacher_outcome', 'teacher_of', 'classifier_outcome', 'classifier_of', 'StudentSettings', 'student_of',
+           'finetune_profile', 'finetune_of']
 
 # %% ../nbs/09a_settings.ipynb #d2855ccc
 def neighbourhood_radius(profile: Profile, # teacher.neighbourhood (H, W, slices) in paper pixels
@@ -123,3 +125,52 @@ def classifier_of(profile: Profile) -> ClassifierSettings:
     return ClassifierSettings(cfg=c, preprocess=preprocess_settings(profile), context=profile.data.context, seed=profile.data.seed,
                               cutout_px=(paper_px(c.cutout_size, size), paper_px(c.cutout_max_size, size)),
                               outcome=classifier_outcome(profile), record=profile.to_dict())
+
+# %% ../nbs/09a_settings.ipynb #e2b17268
+@dataclass(frozen=True)
+class StudentSettings:
+    "Stage 3's own settings (`student_of` builds them from a profile)."
+    cfg: StudentCfg = field(default_factory=StudentCfg)  # network, patches, sampling, schedule, inference
+    hu_window: tuple = (100.0, 400.0)    # (centre, width) of the HU window
+    image_size: int = 512                # in-plane size fed to the network (a smaller study is kept)
+    seed: int = 0                        # weights and patch draws
+    cluster_filter: FilterScale = FilterScale()  # the stage-2 filters in paper units (for `cfg.filter_output`)
+    outcome: dict = field(default_factory=dict)  # what determines a trained student (with its studies, labels and start)
+    record: dict = field(default_factory=dict)   # the profile stored with its checkpoints
+
+    def inference_args(self) -> dict:
+        "The keyword arguments of `labelup.student.predict_probabilities` these settings set."
+        c = self.cfg
+        return dict(roi_size=tuple(c.patch_size), sw_step=tuple(c.sw_step), image_size=self.image_size, hu_window=tuple(self.hu_window),
+                    sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp, window=c.sw_roi)
+
+    def postprocess_args(self, shape_hw: tuple, # (H, W) of the probability map's grid
+                         filters: bool | None = None, # None: `cfg.filter_output`
+                        ) -> dict:
+        "The keyword arguments of `labelup.student.postprocess`: the threshold, and the filters on this grid where asked for."
+        on = self.cfg.filter_output if filters is None else bool(filters)
+        return dict(threshold=self.cfg.threshold, cluster_filter=self.cluster_filter(tuple(shape_hw)) if on else None)
+
+def student_of(profile: Profile) -> StudentSettings:
+    "Stage 3's settings from a profile."
+    d = profile.data
+    return StudentSettings(cfg=profile.student, hu_window=(d.window_center, d.window_width), image_size=d.image_size, seed=d.seed,
+                           cluster_filter=filter_scale(profile),
+                           outcome=dict(student=outcome_settings(profile.student), data={k: getattr(d, k) for k in DATA_OUTCOME}),
+                           record=profile.to_dict())
+
+# %% ../nbs/09a_settings.ipynb #8bdec2ac
+def finetune_profile(profile: Profile, # the run's profile (finetune schedules, student sampling)
+                     checkpoint,       # stage-3 `model.pt`: its network configuration is kept
+                    ) -> Profile:
+    "`profile` with the checkpoint's network (filters, patch size) and `finetune.final_lr` as the decay target."
+    ck = read_checkpoint(checkpoint, ("student", "training-state"))
+    seg = profile_from_dict(ck["profile"]).student if "profile" in ck else profile.student
+    return replace(profile, student=replace(profile.student, filters=tuple(seg.filters), patch_size=tuple(seg.patch_size),
+                                            final_lr=profile.finetune.final_lr))
+
+def finetune_of(profile: Profile, checkpoint) -> tuple[StudentSettings, tuple, tuple]:
+    "`(settings, fine-tuning schedule, from-scratch schedule)`, each schedule `(iterations, lr, warmup)`."
+    f = profile.finetune
+    return (student_of(finetune_profile(profile, checkpoint)), (f.iterations, f.lr, f.warmup),
+            (f.scratch_iterations, f.scratch_lr, f.scratch_warmup))

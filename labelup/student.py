@@ -14,24 +14,24 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from .config import CHOICES, Profile, StudentCfg, outcome_settings, profile_from_dict
+from .config import CHOICES, StudentCfg, profile_from_dict
 from .core import UsageError, get_logger, short_name
-from .files import atomic_path, load_weights, sweep_temporaries, DATA_OUTCOME, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
+from .files import atomic_path, load_weights, sweep_temporaries, claim_output, load_volume, read_checkpoint, save_volume, write_json_atomic
 from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
 from .explain import activation_bytes, cpu_supports_bf16, free_memory
 from .filter import ClusterFilter
-from .settings import filter_settings
+from .settings import StudentSettings, student_of
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
 
 # %% auto #0
 __all__ = ['SW_ROIS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
-           'profile_hu_window', 'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment',
-           'mixup', 'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
-           'student_settings', 'train_student', 'inference_window', 'predict_probabilities', 'student_inference_args',
-           'postprocess', 'student_postprocess_args', 'segment_volume', 'segment_studies']
+           'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
+           'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
+           'student_outcome', 'train_student', 'inference_window', 'predict_probabilities', 'postprocess',
+           'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #97c0771e
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -86,10 +86,6 @@ def preprocess_image(image_hu: np.ndarray, # HU vol[z, y, x] (the cache's int16 
     v = torch.from_numpy(_hu_window(image_hu.astype(np.float32), *hu_window))
     if image_hu.shape[1] > image_size or image_hu.shape[2] > image_size: v = _resize_zyx(v, (image_size, image_size))
     return to_hwd(v).contiguous()
-
-def profile_hu_window(profile: Profile) -> tuple[float, float]:
-    "The profile's HU window as (centre, width)."
-    return (profile.data.window_center, profile.data.window_width)
 
 def preprocess_label(label_zyx: np.ndarray, # binary mask vol[z, y, x] on the study grid
                      hw: tuple,             # in-plane (H, W) of the preprocessed image
@@ -221,22 +217,21 @@ def segmentation_loss(logits: torch.Tensor, # (B, 1, H, W, D) logits
     return loss
 
 # %% ../nbs/11_student.ipynb #e93b6534
-def student_store_params(profile: Profile) -> dict:
+def student_store_params(settings: StudentSettings) -> dict:
     "What the student's image store depends on: the HU window and the in-plane size (a larger study is shrunk to it)."
-    d = profile.data
-    return dict(stage="student", window_center=d.window_center, window_width=d.window_width, image_size=d.image_size)
+    return dict(stage="student", window_center=settings.hu_window[0], window_width=settings.hu_window[1], image_size=settings.image_size)
 
 def _to_store(im_hwd: torch.Tensor) -> np.ndarray:
     "A windowed (H, W, D) float image as the store's uint8 vol[z, y, x]."
     return (from_hwd(im_hwd.clamp(0, 1).numpy()) * 255).round().astype(np.uint8)
 
-def load_training_set(cache, labels_dir, profile: Profile, studies: list[str], store_dir=None, workers: int = 1) -> PatchSampler:
+def load_training_set(cache, labels_dir, settings: StudentSettings, studies: list[str], store_dir=None, workers: int = 1) -> PatchSampler:
     "A `PatchSampler` over `studies`: images from the cache's training store, label voxels from `labels_dir` (missing = empty) stored in `store_dir`."
     log = get_logger("labelup.student")
-    pr = student_store_params(profile)
+    pr = student_store_params(settings)
     name = f"student_s{pr['image_size']}_c{pr['window_center']:g}_w{pr['window_width']:g}"
     ims = build_store(Path(cache) / "store" / name, studies,
-                      lambda s: _to_store(preprocess_image(read_study(cache, s)[0], pr["image_size"], profile_hu_window(profile))),
+                      lambda s: _to_store(preprocess_image(read_study(cache, s)[0], pr["image_size"], tuple(settings.hu_window))),
                       pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
     def make_fg(s):
         return foreground(preprocess_label(read_label(labels_dir, s, study_shape(cache, s)), ims[s].shape[1:]))
@@ -246,17 +241,17 @@ def load_training_set(cache, labels_dir, profile: Profile, studies: list[str], s
                      workers=workers)
     n_missing = sum(not (Path(labels_dir) / f"{s}.nii.gz").exists() for s in studies)
     if n_missing: log.info(f"{n_missing}/{len(studies)} training studies have no label file: empty masks")
-    return PatchSampler([ims[s] for s in studies], [fg[s] for s in studies], profile.student.patch_size, profile.student.positive_fraction)
+    return PatchSampler([ims[s] for s in studies], [fg[s] for s in studies], settings.cfg.patch_size, settings.cfg.positive_fraction)
 
-def _state(model: torch.nn.Module, profile: Profile, **extra) -> dict:
-    "A plain checkpoint dict (weights + profile), loadable with weights_only=True."
+def _state(model: torch.nn.Module, settings: StudentSettings, **extra) -> dict:
+    "A plain checkpoint dict (weights + the stored profile), loadable with weights_only=True."
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return {"kind": "student", "model": sd, "profile": profile.to_dict(), "network": student_network(profile.student), **extra}
+    return {"kind": "student", "model": sd, "profile": settings.record, "network": student_network(settings.cfg), **extra}
 
 def load_student(path,             # a `model.pt` written by `train_student` (or an engine checkpoint + profile)
                    device: str | None = None,
-                   profile: Profile | None = None, # needed only for engine checkpoints (`ckpt/step_*.pt`)
-                  ) -> tuple[torch.nn.Module, Profile]:
+                   profile=None, # the run's profile, needed only for engine checkpoints (`ckpt/step_*.pt`)
+                  ) -> tuple:
     "The student in eval mode on `device` and the profile it was trained with (`weights_only=True` loading)."
     ck = read_checkpoint(path, ("student", "training-state"))
     prof = profile_from_dict(ck["profile"], short_name(path)) if "profile" in ck else profile
@@ -264,32 +259,31 @@ def load_student(path,             # a `model.pt` written by `train_student` (or
     model = load_weights(build_student(prof.student), ck["model"], path)
     return model.to(pick_device(device)).eval(), prof
 
-def validation_f1(net, cache, labels_dir, studies: list, profile: Profile, device=None) -> dict:
+def validation_f1(net, cache, labels_dir, studies: list, settings: StudentSettings, device=None) -> dict:
     "PE-level F1 (and its counts) of a student on `studies` against their masks in `labels_dir` (missing = empty)."
     from labelup.evaluation import detection_scores, match_pes
     tp = fp = fn = 0
     net = copy.deepcopy(net)   # inference converts the model's memory format in inference mode: the trained one must stay trainable
     for s in studies:
         img, _ = read_study(cache, s)
-        mask, _ = postprocess(predict_probabilities(net, img, **student_inference_args(profile), device=device), profile.student.threshold)
+        mask, _ = postprocess(predict_probabilities(net, img, **settings.inference_args(), device=device), settings.cfg.threshold)
         m = match_pes(mask, read_label(labels_dir, s, img.shape)); tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
     f1 = detection_scores(tp, fp, fn)["f1"]
     return {"val_f1": float(f1) if f1 == f1 else 0.0, "val_tp": tp, "val_fp": fp, "val_fn": fn}   # no PE anywhere: 0
 
-def student_settings(profile: Profile, studies: list, labels_dir, init=None, schedule=None) -> dict:
+def student_outcome(settings: StudentSettings, studies: list, labels_dir, init=None, schedule=None) -> dict:
     "What determines a trained student: its section, preprocessing, seed, training studies, their labels, the start and schedule."
     labels = sorted((f.name, f.stat().st_size) for f in Path(labels_dir).glob("*.nii.gz")) if Path(labels_dir).is_dir() else []
-    return dict(student=outcome_settings(profile.student), data={k: getattr(profile.data, k) for k in DATA_OUTCOME},
-                studies=sorted(map(str, studies)), labels=labels, init=file_hash(init) if init else None,
+    return dict(settings.outcome, studies=sorted(map(str, studies)), labels=labels, init=file_hash(init) if init else None,
                 schedule=list(schedule) if schedule else None)
 
 def train_student(cache,            # prepare cache (images)
                     labels_dir,       # folder of <Study>.nii.gz masks (pseudo-labels or any masks); missing = empty
                     out,              # output folder: model.pt, ckpt/, log.csv
-                    profile: Profile, # profile.student: network, patch, sampling, schedule
+                    settings: StudentSettings, # network, patch, sampling, schedule (`labelup.settings.student_of`)
                     studies: list[str], # training studies
                     init=None,        # checkpoint whose weights start the training (fine-tuning)
-                    schedule: tuple | None = None, # (iterations, lr, warmup) overriding the profile
+                    schedule: tuple | None = None, # (iterations, lr, warmup) overriding the settings' own
                     device: str | None = None,
                     resume: bool = True,    # continue from out/ckpt when interrupted
                     progress: bool = False, # progress bars
@@ -300,25 +294,25 @@ def train_student(cache,            # prepare cache (images)
                    ) -> Path:
     "Train the DynUNet student; returns `out/model.pt` (skips training when it already exists with these settings)."
     if not studies: raise UsageError("train_student: no training studies")
-    cfg = profile.student
-    seed_everything(profile.data.seed)
+    cfg, seed = settings.cfg, settings.seed
+    seed_everything(seed)
     model = build_student(cfg)
     if init is not None:   # checked before the folder is claimed: a rejected --init leaves nothing behind
         load_weights(model, read_checkpoint(init, ("student", "training-state"))["model"], init)
-    out = claim_output(out, student_settings(profile, studies, labels_dir, init, schedule), force, "student")
+    out = claim_output(out, student_outcome(settings, studies, labels_dir, init, schedule), force, "student")
     final = out / "model.pt"
     if final.exists(): return final
     info = setup_distributed(device)
     over = {}
     if schedule is not None:
         its, lr, warm = schedule; over = dict(iterations=int(its), lr=float(lr), warmup=int(warm))
-    tc = TrainConfig.from_cfg(cfg, seed=profile.data.seed, **over)
-    sampler = load_training_set(cache, labels_dir, profile, list(studies), out / "store", workers=max(1, cfg.num_workers))
+    tc = TrainConfig.from_cfg(cfg, seed=seed, **over)
+    sampler = load_training_set(cache, labels_dir, settings, list(studies), out / "store", workers=max(1, cfg.num_workers))
 
     rank_batch_size(cfg.batch_size, info.world_size)   # batch_size is the global batch, as for the classifier
     part = (info.rank, info.world_size)
     def batch_fn(step, rng):   # the global draw of patch positions is shared, this rank reads and augments its part
-        x, y = sampler.sample(cfg.batch_size, shared_rng(profile.data.seed, step), part)
+        x, y = sampler.sample(cfg.batch_size, shared_rng(seed, step), part)
         x, y = augment(x, y, cfg, rng)
         return mixup(x, y, cfg.mixup_alpha, cfg.mixup_prob, rng)
 
@@ -330,10 +324,10 @@ def train_student(cache,            # prepare cache (images)
     if resume and (out / "best.pt").exists():
         b = torch.load(out / "best.pt", map_location="cpu", weights_only=True); best.update(val_f1=float(b["val_f1"]), step=int(b["step"]))
     def eval_fn(net, step):   # PE-level F1 of the student on the validation studies against their labels (rank 0)
-        r = validation_f1(net, cache, labels_dir, list(val_studies), profile, info.device)
+        r = validation_f1(net, cache, labels_dir, list(val_studies), settings, info.device)
         if r["val_f1"] > best["val_f1"]:
             best.update(val_f1=r["val_f1"], step=step)
-            with atomic_path(out / "best.pt") as t: torch.save(_state(net, profile, step=step, val_f1=r["val_f1"]), t)
+            with atomic_path(out / "best.pt") as t: torch.save(_state(net, settings, step=step, val_f1=r["val_f1"]), t)
         return r
     model = train_loop(model, batch_fn, loss_fn, tc, out, info=info, resume=resume, progress=progress,
                        stop_after=stop_after, desc="student", eval_fn=eval_fn if val_studies and cfg.eval_every else None,
@@ -341,7 +335,7 @@ def train_student(cache,            # prepare cache (images)
     last = latest_checkpoint(out / "ckpt")
     done = last is not None and int(torch.load(last, map_location="cpu", weights_only=True)["step"]) >= tc.iterations
     if done and info.is_main:
-        st = _state(model, profile, iterations=tc.iterations, lr=tc.lr, warmup=tc.warmup,
+        st = _state(model, settings, iterations=tc.iterations, lr=tc.lr, warmup=tc.warmup,
                     init=str(Path(init).name) if init else "", studies=len(studies),
                     best_step=best["step"], best_val_f1=best["val_f1"])
         with atomic_path(final) as t: torch.save(st, t)
@@ -412,16 +406,9 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
     p = _resize_zyx(p, image_hu.shape[1:]).clamp(0, 1)
     return p.cpu().numpy().astype(np.float32)
 
-def student_inference_args(profile: Profile) -> dict:
-    "The keyword arguments of `predict_probabilities` that a profile sets: the one place a profile meets inference."
-    c = profile.student
-    return dict(roi_size=tuple(c.patch_size), sw_step=tuple(c.sw_step), image_size=profile.data.image_size,
-                hu_window=profile_hu_window(profile), sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp,
-                window=c.sw_roi)
-
 def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
                 threshold: float = 0.5, # voxels >= threshold are PE (student.threshold)
-                cluster_filter: ClusterFilter | None = None, # the stage-2 size and distance filters on this grid (`labelup.settings.filter_settings`); None: none
+                cluster_filter: ClusterFilter | None = None, # the stage-2 size and distance filters on this grid (`StudentSettings.postprocess_args`); None: none
                ) -> tuple[np.ndarray, int]:
     "Threshold, optional stage-2 size/distance filters, 26-connected components: (uint8 mask, number of components kept)."
     mask = (prob >= threshold).astype(np.uint8)
@@ -430,29 +417,22 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
     _, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     return mask, int(n)
 
-def student_postprocess_args(profile: Profile, # student.threshold, student.filter_output, the teacher's filter sizes
-                             shape_hw: tuple,  # (H, W) of the probability map's grid
-                             filters: bool | None = None, # None: the profile's `student.filter_output`
-                            ) -> dict:
-    "The keyword arguments of `postprocess` that a profile sets: the one place a profile meets the student's mask."
-    on = profile.student.filter_output if filters is None else bool(filters)
-    return dict(threshold=profile.student.threshold, cluster_filter=filter_settings(profile, tuple(shape_hw)) if on else None)
 
 # %% ../nbs/11_student.ipynb #0b6f1517
-def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, profile: Profile,
+def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, settings: StudentSettings,
                    device: str | None = None, probabilities: bool = False, filters: bool | None = None,
                    record: dict | None = None) -> dict:
     "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record (filters: as `segment_studies`)."
     t0 = time.perf_counter()
-    prob = predict_probabilities(model, image_hu, **student_inference_args(profile), device=device)
-    post = student_postprocess_args(profile, np.shape(image_hu)[1:], filters)
+    prob = predict_probabilities(model, image_hu, **settings.inference_args(), device=device)
+    post = settings.postprocess_args(np.shape(image_hu)[1:], filters)
     mask, n = postprocess(prob, **post)
     secs = time.perf_counter() - t0
     out = Path(out)
     if probabilities: save_volume(out / f"{name}_prob.nii.gz", prob, affine, dtype=np.float32)
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
     rec = dict(study=name, seconds=round(secs, 4), components=n, voxels=int(mask.sum()), shape=list(mask.shape),
-               threshold=post["threshold"], filters=post["cluster_filter"] is not None, window=profile.student.sw_roi,
+               threshold=post["threshold"], filters=post["cluster_filter"] is not None, window=settings.cfg.sw_roi,
                **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec
@@ -460,11 +440,11 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
 def segment_studies(cache,            # prepare cache
                     checkpoint,       # student `model.pt`
                     out,              # output folder for <Study>.nii.gz
-                    profile: Profile | None = None, # inference settings (default: the checkpoint's profile)
+                    settings: StudentSettings | None = None, # inference settings (default: the checkpoint's, `student_of` its profile)
                     studies: list[str] | None = None, # default: every study of the cache
                     device: str | None = None,
                     probabilities: bool = False, # also write <Study>_prob.nii.gz
-                    filters: bool | None = None, # apply the stage-2 size/distance filters (None: the profile's `student.filter_output`)
+                    filters: bool | None = None, # apply the stage-2 size/distance filters (None: the settings' `filter_output`)
                     on_study=None,               # callable(record, done, total) after each study (the CLI's progress bar)
                     force: bool = False,         # redo predictions that another checkpoint wrote
                    ) -> list[dict]:
@@ -472,9 +452,9 @@ def segment_studies(cache,            # prepare cache
     threshold and filters. Predictions in `out` from another checkpoint raise `UsageError` (pass `force=True`, or
     another `out`). Returns one record per study."""
     model, prof = load_student(checkpoint, device)   # the network is the checkpoint's
-    prof = profile or prof                              # inference settings: `profile` when given
+    st = settings or student_of(prof)                   # inference settings: `settings` when given
     studies = list_studies(cache) if studies is None else list(studies)
-    filters = prof.student.filter_output if filters is None else bool(filters)
+    filters = st.cfg.filter_output if filters is None else bool(filters)
     h = file_hash(checkpoint)
     out = Path(out); recs = []; sweep_temporaries(out)
     for k, s in enumerate(studies):
@@ -483,12 +463,12 @@ def segment_studies(cache,            # prepare cache
             raise UsageError(f"{out}: holds predictions of another checkpoint ({rec.get('checkpoint')}, not {h} of "
                              f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
         done = (rec is not None and rec.get("checkpoint") == h and (out / f"{s}.nii.gz").exists()
-                and rec.get("filters", False) == filters and rec.get("threshold") == prof.student.threshold
-                and rec.get("window", "patch") == prof.student.sw_roi
+                and rec.get("filters", False) == filters and rec.get("threshold") == st.cfg.threshold
+                and rec.get("window", "patch") == st.cfg.sw_roi
                 and (not probabilities or (out / f"{s}_prob.nii.gz").exists()))
         if not done:
             img, aff = read_study(cache, s)
-            rec = segment_volume(model, img, aff, out, s, prof, device, probabilities, filters, {"checkpoint": h})
+            rec = segment_volume(model, img, aff, out, s, st, device, probabilities, filters, {"checkpoint": h})
         recs.append(rec)
         if on_study: on_study(rec, k + 1, len(studies))
     return recs

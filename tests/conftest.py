@@ -38,6 +38,7 @@ def toy_student():
         from labelup.core import get_profile, save_volume
         from labelup.data import list_studies, load_study, prepare
         from labelup.student import train_student
+        from labelup.settings import student_of
         data = toy_dataset(root / "data", n_studies=n_studies, shape=(12, 40, 40), seed=seed, positive_fraction=1.0)
         prepare(data, root / "cache", progress=False)
         names = list_studies(root / "cache")
@@ -46,6 +47,6 @@ def toy_student():
             save_volume(root / "masks" / f"{s}.nii.gz", st.boxes, st.affine)
         tiny = ["student.filters=4,8,16", "student.patch_size=32,32,8", "student.sw_step=16,16,4", "student.batch_size=2",
                 "student.iterations=3", "student.warmup=1", "student.ckpt_every=3"]
-        ck = train_student(root / "cache", root / "masks", root / "student", get_profile("smoke", tiny), names, device="cpu")
+        ck = train_student(root / "cache", root / "masks", root / "student", student_of(get_profile("smoke", tiny)), names, device="cpu")
         return root, data, names, ck
     return make

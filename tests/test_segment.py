@@ -9,6 +9,7 @@ from labelup.core import file_hash, get_profile, load_volume, save_volume
 from labelup.student import (build_student, load_student, segment_studies, segmentation_loss, train_student,
                              read_study)
 from labelup.data import list_studies
+from labelup.settings import student_of
 
 TINY = ["student.filters=4,8,16", "student.patch_size=32,32,8", "student.sw_step=16,16,4",
         "student.batch_size=2", "student.iterations=3", "student.warmup=1", "student.lr=1e-3",
@@ -48,7 +49,7 @@ def test_training_step_changes_weights():
 def test_train_checkpoint_and_segment_grid(toy, tmp_path):
     root, names = toy
     p = get_profile("smoke", TINY)
-    ck = train_student(root / "cache", root / "masks", tmp_path / "seg", p, names, device="cpu")
+    ck = train_student(root / "cache", root / "masks", tmp_path / "seg", student_of(p), names, device="cpu")
     assert ck.exists()
     raw = torch.load(ck, map_location="cpu", weights_only=True)      # plain tensors/numbers/strings only
     m, prof = load_student(ck, "cpu")
@@ -58,7 +59,7 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
     with torch.no_grad(): assert torch.allclose(m(x), m2(x), atol=1e-6)
     # the train rerun is a no-op (model.pt exists)
     mt = ck.stat().st_mtime
-    assert train_student(root / "cache", root / "masks", tmp_path / "seg", p, names, device="cpu") == ck
+    assert train_student(root / "cache", root / "masks", tmp_path / "seg", student_of(p), names, device="cpu") == ck
     assert ck.stat().st_mtime == mt
     recs = segment_studies(root / "cache", ck, tmp_path / "pred", None, studies=names, device="cpu", probabilities=True)
     assert len(recs) == len(names)
@@ -73,7 +74,7 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
         assert json.loads((tmp_path / "pred" / f"{s}.json").read_text())["study"] == s
     # another student into the same prediction folder: refused with a message naming both checkpoints; --force redoes it
     from labelup.core import UsageError
-    other = train_student(root / "cache", root / "masks", tmp_path / "seg2", get_profile("smoke", TINY + ["student.iterations=4"]),
+    other = train_student(root / "cache", root / "masks", tmp_path / "seg2", student_of(get_profile("smoke", TINY + ["student.iterations=4"])),
                           names, device="cpu")
     with pytest.raises(UsageError, match="holds predictions of another checkpoint"):
         segment_studies(root / "cache", other, tmp_path / "pred", None, studies=names, device="cpu")
@@ -81,7 +82,7 @@ def test_train_checkpoint_and_segment_grid(toy, tmp_path):
     assert {r["checkpoint"] for r in recs} == {file_hash(other)}
     # and the student's folder refuses other settings unless forced
     with pytest.raises(UsageError, match="student.iterations"):
-        train_student(root / "cache", root / "masks", tmp_path / "seg2", p, names, device="cpu")
+        train_student(root / "cache", root / "masks", tmp_path / "seg2", student_of(p), names, device="cpu")
 
 
 def test_training_reads_the_store(toy, tmp_path):
@@ -89,7 +90,7 @@ def test_training_reads_the_store(toy, tmp_path):
     from labelup.student import load_training_set
     root, names = toy
     p = get_profile("smoke", TINY)
-    smp = load_training_set(root / "cache", root / "masks", p, names, tmp_path / "store")
+    smp = load_training_set(root / "cache", root / "masks", student_of(p), names, tmp_path / "store")
     # every array is read from a .npy file: the images from the cache's store, the label voxels from OUT/store
     assert all(getattr(v, "path", None) is not None and (root / "cache").resolve() in v.path.resolve().parents for v in smp.images)
     assert all(getattr(v, "path", None) is not None and (tmp_path / "store").resolve() in v.path.resolve().parents for v in smp.fg)

@@ -140,7 +140,8 @@ def sliding_windows(shape_hwd, roi, step) -> int:
 
 def bench_inference(p: Profile, device: str, study_shape=(235, 512, 512), fraction: bool | None = None) -> dict:
     "Sliding-window inference: the full study on a GPU; on a CPU the windows of a smaller volume, scaled to the full study."
-    from labelup.student import build_student, predict_probabilities, student_inference_args
+    from labelup.student import build_student, predict_probabilities
+    from labelup.settings import student_of
     c = p.student
     torch.manual_seed(0)
     net = build_student(c).to(device).eval()
@@ -150,7 +151,7 @@ def bench_inference(p: Profile, device: str, study_shape=(235, 512, 512), fracti
         part = (c.patch_size[2], c.patch_size[0] + c.sw_step[0], c.patch_size[1])
     else: part = tuple(study_shape)
     hu = np.random.default_rng(0).normal(0, 300, part).astype(np.int16)
-    args = student_inference_args(p)
+    args = student_of(p).inference_args()
     sec, mem = time_steps(lambda: predict_probabilities(net, hu, **args, device=device), device, steps=1, warmup=0 if not fraction else 1)
     n_meas = sliding_windows((part[1], part[2], part[0]), c.patch_size, c.sw_step)
     n_full = sliding_windows(full, c.patch_size, c.sw_step)
@@ -163,7 +164,8 @@ def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, sam
     "Slabs/s and patches/s read from the training store, and the same from the compressed cache (the reference)."
     from labelup.classifier import SliceBank
     from labelup.settings import classifier_of
-    from labelup.student import load_training_set, preprocess_image, profile_hu_window
+    from labelup.student import load_training_set, preprocess_image
+    from labelup.settings import student_of
     S = p.data.image_size
     t0 = time.perf_counter()
     root = make_phantom_dataset(work / "data", n_studies, seed=0, shape=(slices, S, S), positive_fraction=1.0, workers=min(2, n_studies))
@@ -179,7 +181,7 @@ def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, sam
     t0 = time.perf_counter()
     for _ in range(max(1, samples // 8)): bank.sample(rng, 8)
     slab_s = (time.perf_counter() - t0) / (max(1, samples // 8) * 8)
-    t0 = time.perf_counter(); smp = load_training_set(cache, labels, p, studies, work / "student_store"); t_pstore = time.perf_counter() - t0
+    t0 = time.perf_counter(); smp = load_training_set(cache, labels, student_of(p), studies, work / "student_store"); t_pstore = time.perf_counter() - t0
     n_p = max(2, samples // 8)
     t0 = time.perf_counter(); smp.sample(n_p, rng); patch_s = (time.perf_counter() - t0) / n_p
     k = 2   # the reference: decompress and preprocess the whole study for each sample
@@ -188,7 +190,7 @@ def bench_data(p: Profile, work: Path, n_studies: int = 2, slices: int = 96, sam
     for i in range(k): pre(load_study(cache, studies[i % len(studies)]).image)
     ref_slab_s = (time.perf_counter() - t0) / k
     t0 = time.perf_counter()
-    for i in range(k): preprocess_image(load_study(cache, studies[i % len(studies)]).image, S, profile_hu_window(p))
+    for i in range(k): preprocess_image(load_study(cache, studies[i % len(studies)]).image, S, student_of(p).hu_window)
     ref_patch_s = (time.perf_counter() - t0) / k
     mb = sum(f.stat().st_size for f in (cache / "store").rglob("*.npy")) / 2**20
     return dict(stage="data loading", unit="slab", seconds_per_unit=slab_s, slabs_per_s=1 / slab_s, patches_per_s=1 / patch_s,
@@ -361,7 +363,8 @@ if which == "classifier":
     train_classifier(cache, out, classifier_of(p), studies, device="cpu", progress=False)
 elif which == "student":
     from labelup.student import train_student
-    train_student(cache, sys.argv[6], out, p, studies, device="cpu")
+    from labelup.settings import student_of
+    train_student(cache, sys.argv[6], out, student_of(p), studies, device="cpu")
 else:   # the reference: every study preprocessed into memory, as the first SliceBank held them
     from labelup.settings import preprocess_settings
     from labelup.data import load_study

@@ -13,7 +13,8 @@ from ..config import Profile, get_profile
 from ..runtime import pick_device
 from ..data import list_studies, prepare
 from ..phantom import make_phantom_dataset
-from ..student import build_student, load_student, read_study, predict_probabilities, postprocess, student_inference_args
+from ..student import build_student, load_student, read_study, predict_probabilities, postprocess
+from ..settings import student_of
 
 # %% auto #0
 __all__ = ['bench_student']
@@ -72,7 +73,7 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
         ts, mask = [], None
         for _ in range(max(1, repeats)):
             sync(); t0 = time.perf_counter()
-            mask = postprocess(predict_probabilities(smodel, img, **{**student_inference_args(prof), "window": window},
+            mask = postprocess(predict_probabilities(smodel, img, **{**student_of(prof).inference_args(), "window": window},
                                                      device=dev), prof.student.threshold)[0]
             sync(); ts.append(time.perf_counter() - t0)
         return ts, mask

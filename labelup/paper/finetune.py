@@ -10,7 +10,8 @@ import pandas as pd
 
 from ..config import Profile
 from ..files import atomic_path, write_json_atomic, write_text_atomic
-from ..finetune import finetune_split, annotation_labels, finetune, train_from_scratch, train_profile
+from ..finetune import finetune_split, annotation_labels, finetune, train_from_scratch
+from ..settings import finetune_of
 
 # %% auto #0
 __all__ = ['PAPER_TABLE6', 'finetune_experiment', 'table6', 'verdict', 'plot_table6', 'write_table6']
@@ -38,20 +39,20 @@ def finetune_experiment(cache,          # prepare cache
     assert not set(ft) & set(ev), "a fine-tuning study is in the evaluation set"
     write_json_atomic(out / "split.json", {"fraction": profile.finetune.fraction, **split})
     labels = annotation_labels(cache, ft, out / "labels", annotations, masks_dir)
+    st, ft_schedule, scratch_schedule = finetune_of(profile, checkpoint)   # the checkpoint's network, the two schedules
     models = {"WSL baseline": Path(checkpoint),
-              "WSL fine-tuned": finetune(cache, checkpoint, labels, out / "finetuned", profile, ft, device, progress)}
+              "WSL fine-tuned": finetune(cache, checkpoint, labels, out / "finetuned", st, ft_schedule, ft, device, progress)}
     if scratch:
-        models["From scratch (He init)"] = train_from_scratch(cache, labels, out / "scratch", profile, ft, checkpoint, device, progress)
+        models["From scratch (He init)"] = train_from_scratch(cache, labels, out / "scratch", st, scratch_schedule, ft, device, progress)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank trains (DDP), rank 0 alone segments and scores
         return {"profile": profile.name, "annotations": annotations, "truth": truth, "split": split, "rows": [],
                 "results": {}, "models": {k: str(v) for k, v in models.items()}}
     preds = {"WSL baseline": Path(wsl_pred) if wsl_pred else out / "pred_wsl",
              "WSL fine-tuned": out / "pred_finetuned", "From scratch (He init)": out / "pred_scratch"}
-    tprof = train_profile(profile, checkpoint)
     truth_dir = Path(cache) if truth == "boxes" else Path(masks_dir)
     results = {}
     for name, ck in models.items():
-        segment_studies(cache, ck, preds[name], tprof, studies=ev, device=device)
+        segment_studies(cache, ck, preds[name], st, studies=ev, device=device)
         results[name] = evaluate_dirs(preds[name], truth_dir, studies=ev)
     n_wsl = int(__import__("torch").load(checkpoint, map_location="cpu", weights_only=True).get("studies", 0) or 0)
     rows = [dict(model=name, train_studies=(n_wsl if name == "WSL baseline" else len(ft)),

@@ -11,6 +11,7 @@ from ..config import Profile, get_profile
 from ..core import hu_window
 from ..files import write_json_atomic
 from ..student import segment_studies
+from ..settings import student_of
 
 # %% auto #0
 __all__ = ['PAPER_TABLE4', 'PAPER_TABLE5', 'timed_teacher', 'timed_student', 'scores', 'plot_detections']
@@ -58,7 +59,7 @@ def timed_student(cache, checkpoint, out, profile: Profile | None, studies: list
         t = json.loads(tf.read_text())
         if t.get("studies") == list(studies): return t
     t0 = time.perf_counter()
-    segment_studies(cache, checkpoint, out, profile, studies=list(studies), device=device)
+    segment_studies(cache, checkpoint, out, student_of(profile) if profile is not None else None, studies=list(studies), device=device)
     t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)))
     write_json_atomic(tf, t)
     return t
