@@ -28,12 +28,12 @@ from .store import build_store, read_box
 
 # %% auto #0
 __all__ = ['SW_ROIS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
-           'preprocess_label', 'read_study', 'read_label', 'PatchSampler', 'foreground', 'augment', 'mixup',
+           'preprocess_label', 'read_study', 'read_label', 'foreground', 'PatchSampler', 'augment', 'mixup',
            'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
            'student_outcome', 'train_student', 'inference_window', 'predict_probabilities', 'postprocess',
            'segment_volume', 'segment_studies']
 
-# %% ../nbs/11_student.ipynb #97c0771e
+# %% ../nbs/11_student.ipynb #cc321f04
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
                  n_levels: int,      # resolution levels (= len(filters))
                  min_size: int = 4,  # do not downsample an axis below this many voxels
@@ -48,6 +48,8 @@ def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
         strides.append(s)
     return kernels, strides
 
+
+# %% ../nbs/11_student.ipynb #03ed0fb6
 def student_network(cfg: StudentCfg, # profile.student (filters, patch_size)
                    ) -> dict:
     "The DynUNet's arguments (its plan) as plain data: what checkpoints and MONAI bundles store to rebuild it."
@@ -56,6 +58,8 @@ def student_network(cfg: StudentCfg, # profile.student (filters, patch_size)
                 upsample_kernel_size=strides[1:], filters=list(cfg.filters), norm_name=["INSTANCE", {"affine": True}],
                 deep_supervision=False, res_block=False)
 
+
+# %% ../nbs/11_student.ipynb #86a99164
 def build_student(cfg: StudentCfg, # profile.student (filters, patch_size)
                    ) -> torch.nn.Module:
     "MONAI DynUNet: 3D, 1 input channel (windowed CT), 1 output channel (PE logit)."
@@ -63,7 +67,8 @@ def build_student(cfg: StudentCfg, # profile.student (filters, patch_size)
     net = student_network(cfg)
     return DynUNet(**dict(net, norm_name=tuple(net["norm_name"])))
 
-# %% ../nbs/11_student.ipynb #179c73ef
+
+# %% ../nbs/11_student.ipynb #6dc9c080
 def to_hwd(vol_zyx):
     "vol[z, y, x] -> (y, x, z) = (H, W, D); numpy arrays or torch tensors (last three axes)."
     return np.transpose(vol_zyx, (1, 2, 0)) if isinstance(vol_zyx, np.ndarray) else vol_zyx.permute(*range(vol_zyx.ndim - 3), -2, -1, -3)
@@ -72,6 +77,8 @@ def from_hwd(vol_hwd):
     "(H, W, D) -> vol[z, y, x] (numpy)."
     return np.transpose(vol_hwd, (2, 0, 1))
 
+
+# %% ../nbs/11_student.ipynb #567e9588
 def _resize_zyx(vol: torch.Tensor, hw: tuple, mode: str = "trilinear") -> torch.Tensor:
     "Resize a (Z, Y, X) float tensor in-plane to (Z, *hw) (slices unchanged)."
     if tuple(vol.shape[1:]) == tuple(hw): return vol
@@ -87,6 +94,8 @@ def preprocess_image(image_hu: np.ndarray, # HU vol[z, y, x] (the cache's int16 
     if image_hu.shape[1] > image_size or image_hu.shape[2] > image_size: v = _resize_zyx(v, (image_size, image_size))
     return to_hwd(v).contiguous()
 
+
+# %% ../nbs/11_student.ipynb #698365e3
 def preprocess_label(label_zyx: np.ndarray, # binary mask vol[z, y, x] on the study grid
                      hw: tuple,             # in-plane (H, W) of the preprocessed image
                     ) -> torch.Tensor:
@@ -95,12 +104,15 @@ def preprocess_label(label_zyx: np.ndarray, # binary mask vol[z, y, x] on the st
     if tuple(v.shape[1:]) != tuple(hw): v = (_resize_zyx(v, hw) >= 0.5).float()
     return to_hwd(v).to(torch.uint8).contiguous()
 
-# %% ../nbs/11_student.ipynb #6b52a241
+
+# %% ../nbs/11_student.ipynb #ca60fda9
 def read_study(cache, study: str) -> tuple[np.ndarray, np.ndarray]:
     "HU image vol[z, y, x] (int16) and its 4x4 RAS affine from a prepare cache."
     s = load_study(cache, study)
     return np.asarray(s.image), np.asarray(s.affine)
 
+
+# %% ../nbs/11_student.ipynb #53a20786
 def read_label(labels_dir, study: str, shape: tuple) -> np.ndarray:
     "The study's mask from `labels_dir/<Study>.nii.gz` (uint8 vol[z, y, x]); zeros when there is no file."
     f = Path(labels_dir) / f"{study}.nii.gz"
@@ -109,7 +121,15 @@ def read_label(labels_dir, study: str, shape: tuple) -> np.ndarray:
     if lab.shape != tuple(shape): raise ValueError(f"study {study}: label shape {lab.shape} != image shape {tuple(shape)}")
     return (lab != 0).astype(np.uint8)
 
-# %% ../nbs/11_student.ipynb #123dd613
+
+# %% ../nbs/11_student.ipynb #0e20c980
+def foreground(label_hwd) -> np.ndarray:
+    "The voxels of a (H, W, D) label as an (N, 3) int32 array of (z, y, x), the store's axis order."
+    nz = np.nonzero(np.asarray(label_hwd))
+    return np.stack([nz[2], nz[0], nz[1]], 1).astype(np.int32) if len(nz[0]) else np.zeros((0, 3), np.int32)
+
+
+# %% ../nbs/11_student.ipynb #e0b4eab3
 class PatchSampler:
     "Balanced random patches from preprocessed studies, read from memory or from the training store."
     def __init__(self, images: list,     # windowed vol[z, y, x] uint8 arrays (1/255 steps) or StoredVolumes
@@ -164,12 +184,8 @@ class PatchSampler:
         xs, ys = zip(*(self.crop(i, st) for i, st in self.draw(n, rng)[batch_part(n, part)]))
         return torch.stack(xs), torch.stack(ys)
 
-def foreground(label_hwd) -> np.ndarray:
-    "The voxels of a (H, W, D) label as an (N, 3) int32 array of (z, y, x), the store's axis order."
-    nz = np.nonzero(np.asarray(label_hwd))
-    return np.stack([nz[2], nz[0], nz[1]], 1).astype(np.int32) if len(nz[0]) else np.zeros((0, 3), np.int32)
 
-# %% ../nbs/11_student.ipynb #548c7469
+# %% ../nbs/11_student.ipynb #a7c7110c
 def augment(x: torch.Tensor, # (B, 1, H, W, D) images
             y: torch.Tensor, # (B, 1, H, W, D) labels (float)
             cfg: StudentCfg, # aug_prob, aug_rotate (degrees), aug_scale
@@ -193,6 +209,8 @@ def augment(x: torch.Tensor, # (B, 1, H, W, D) images
         y[idx] = (F.grid_sample(y[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False) >= 0.5).float()
     return x, y
 
+
+# %% ../nbs/11_student.ipynb #24ad5cf2
 def mixup(x: torch.Tensor, y: torch.Tensor, # batch and (float) labels
           alpha: float, # Beta(alpha, alpha); 0 disables
           prob: float,  # probability that this batch is mixed
@@ -203,6 +221,7 @@ def mixup(x: torch.Tensor, y: torch.Tensor, # batch and (float) labels
     lam = torch.from_numpy(rng.beta(alpha, alpha, size=x.shape[0]).astype(np.float32)).view(-1, 1, 1, 1, 1)
     perm = torch.from_numpy(rng.permutation(x.shape[0]))
     return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
 
 # %% ../nbs/11_student.ipynb #8d7ae69f
 def segmentation_loss(logits: torch.Tensor, # (B, 1, H, W, D) logits
@@ -216,11 +235,13 @@ def segmentation_loss(logits: torch.Tensor, # (B, 1, H, W, D) logits
     if bce_weight: loss = loss + bce_weight * F.binary_cross_entropy_with_logits(logits.float(), t)
     return loss
 
-# %% ../nbs/11_student.ipynb #e93b6534
+# %% ../nbs/11_student.ipynb #6822ad7a
 def student_store_params(settings: StudentSettings) -> dict:
     "What the student's image store depends on: the HU window and the in-plane size (a larger study is shrunk to it)."
     return dict(stage="student", window_center=settings.hu_window[0], window_width=settings.hu_window[1], image_size=settings.image_size)
 
+
+# %% ../nbs/11_student.ipynb #0716c51d
 def _to_store(im_hwd: torch.Tensor) -> np.ndarray:
     "A windowed (H, W, D) float image as the store's uint8 vol[z, y, x]."
     return (from_hwd(im_hwd.clamp(0, 1).numpy()) * 255).round().astype(np.uint8)
@@ -243,6 +264,8 @@ def load_training_set(cache, labels_dir, settings: StudentSettings, studies: lis
     if n_missing: log.info(f"{n_missing}/{len(studies)} training studies have no label file: empty masks")
     return PatchSampler([ims[s] for s in studies], [fg[s] for s in studies], settings.cfg.patch_size, settings.cfg.positive_fraction)
 
+
+# %% ../nbs/11_student.ipynb #99cb1cd5
 def _state(model: torch.nn.Module, settings: StudentSettings, **extra) -> dict:
     "A plain checkpoint dict (weights + the stored profile), loadable with weights_only=True."
     sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -259,6 +282,8 @@ def load_student(path,             # a `model.pt` written by `train_student` (or
     model = load_weights(build_student(prof.student), ck["model"], path)
     return model.to(pick_device(device)).eval(), prof
 
+
+# %% ../nbs/11_student.ipynb #d4dcdbdb
 def validation_f1(net, cache, labels_dir, studies: list, settings: StudentSettings, device=None) -> dict:
     "PE-level F1 (and its counts) of a student on `studies` against their masks in `labels_dir` (missing = empty)."
     from labelup.evaluation import detection_scores, match_pes
@@ -271,12 +296,16 @@ def validation_f1(net, cache, labels_dir, studies: list, settings: StudentSettin
     f1 = detection_scores(tp, fp, fn)["f1"]
     return {"val_f1": float(f1) if f1 == f1 else 0.0, "val_tp": tp, "val_fp": fp, "val_fn": fn}   # no PE anywhere: 0
 
+
+# %% ../nbs/11_student.ipynb #65666ca4
 def student_outcome(settings: StudentSettings, studies: list, labels_dir, init=None, schedule=None) -> dict:
     "What determines a trained student: its section, preprocessing, seed, training studies, their labels, the start and schedule."
     labels = sorted((f.name, f.stat().st_size) for f in Path(labels_dir).glob("*.nii.gz")) if Path(labels_dir).is_dir() else []
     return dict(settings.outcome, studies=sorted(map(str, studies)), labels=labels, init=file_hash(init) if init else None,
                 schedule=list(schedule) if schedule else None)
 
+
+# %% ../nbs/11_student.ipynb #13496f26
 def train_student(cache,            # prepare cache (images)
                     labels_dir,       # folder of <Study>.nii.gz masks (pseudo-labels or any masks); missing = empty
                     out,              # output folder: model.pt, ckpt/, log.csv
@@ -342,7 +371,8 @@ def train_student(cache,            # prepare cache (images)
     barrier()
     return final
 
-# %% ../nbs/11_student.ipynb #6640f290
+
+# %% ../nbs/11_student.ipynb #08b1d699
 SW_ROIS = CHOICES["student.sw_roi"]
 
 def _bytes_per_voxel(model: torch.nn.Module, patch: tuple, device: str, amp: bool) -> float:
@@ -366,6 +396,8 @@ def inference_window(shape_hwd: tuple,  # (H, W, D) of the network's input (the 
     roi = tuple(max(int(p), int(w * f // d) * int(d)) for w, p, d in zip(whole, patch, divisor))
     return roi, float(overlap)
 
+
+# %% ../nbs/11_student.ipynb #cd7f1cef
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           image_hu: np.ndarray,   # HU vol[z, y, x]
@@ -406,6 +438,8 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
     p = _resize_zyx(p, image_hu.shape[1:]).clamp(0, 1)
     return p.cpu().numpy().astype(np.float32)
 
+
+# %% ../nbs/11_student.ipynb #cc17da19
 def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
                 threshold: float = 0.5, # voxels >= threshold are PE (student.threshold)
                 cluster_filter: ClusterFilter | None = None, # the stage-2 size and distance filters on this grid (`StudentSettings.postprocess_args`); None: none
@@ -418,7 +452,7 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
     return mask, int(n)
 
 
-# %% ../nbs/11_student.ipynb #0b6f1517
+# %% ../nbs/11_student.ipynb #32ef259b
 def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: str, settings: StudentSettings,
                    device: str | None = None, probabilities: bool = False, filters: bool | None = None,
                    record: dict | None = None) -> dict:
@@ -437,6 +471,8 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
     write_json_atomic(out / f"{name}.json", rec)
     return rec
 
+
+# %% ../nbs/11_student.ipynb #e32ca8dd
 def segment_studies(cache,            # prepare cache
                     checkpoint,       # student `model.pt`
                     out,              # output folder for <Study>.nii.gz
@@ -472,3 +508,4 @@ def segment_studies(cache,            # prepare cache
         recs.append(rec)
         if on_study: on_study(rec, k + 1, len(studies))
     return recs
+
