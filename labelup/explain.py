@@ -21,7 +21,8 @@ from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
 __all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
-           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'peak_memory', 'time_attribution']
+           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'bf16_pair', 'cosine_precision',
+           'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
@@ -145,10 +146,11 @@ class Explainer:
                  cfg: TeacherCfg | None = None, # teacher settings (profile.teacher)
                  device: str | None = None, # 'cpu', 'cuda', None: auto
                  fast: bool = True, # False: the plain reference (float32, fixed steps, contiguous)
-                 bf16_agree=None, # bf16_agree(a16, a32) -> score in [0, 1] (the teacher's: Dice of the window's labels); None: cosine
+                 precision=None, # precision(explainer, x, b): the study's bf16 decision on its first window, returning float32's
+                                 # attributions there (the teacher's: `labelup.teacher.label_precision`); None: `cosine_precision`
                  reference_pool: torch.Tensor | None = None, # (N, 7, H, W) PE-free windows for the `negatives` reference
                 ):
-        self.cfg = cfg or TeacherCfg(); self.fast = fast; self.bf16_agree = bf16_agree
+        self.cfg = cfg or TeacherCfg(); self.fast = fast; self.precision = precision or cosine_precision
         if self.cfg.ig_rule not in IG_RULES: raise ValueError(f"unknown IG rule {self.cfg.ig_rule!r}; choose one of {IG_RULES}")
         # the quadrature: the plain reference is captum's default (Gauss-Legendre, ig_steps); the fast teacher the profile's rule
         self.rule = self.cfg.ig_rule if fast else "gausslegendre"
@@ -227,26 +229,24 @@ def _ibs(self: Explainer, x: torch.Tensor, n_steps: int) -> int:
 
 
 # %% ../nbs/07_explain.ipynb #d9fb8827
+def bf16_pair(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "IG of windows `x` against `b` in bf16 and then in float32 (the explainer is left in float32); records their cosine."
+    a16 = ex._ig(x, b, ex.steps)
+    ex.amp = False
+    a32 = ex._ig(x, b, ex.steps)
+    ex.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
+    return a16, a32
+
+def cosine_precision(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "A standalone explainer's bf16 decision: kept when the maps' cosine is at least `bf16_min_cosine`; float32's map returned."
+    a16, a32 = bf16_pair(ex, x, b)
+    ex.amp = ex.bf16_cosine >= ex.cfg.bf16_min_cosine
+    return a32
+
 @patch
 def _check_bf16(self: Explainer, x, b):
-    """Decide bf16 on this window; returns its float32 attributions (the window's map).
-    With `bf16_agree` (the teacher): bf16 is kept when its labels differ from float32's no more than float32's own
-    differ from float32 at twice the steps (the quadrature error the plain reference accepts anyway), or when they
-    agree to `bf16_min_dice`. Without it: the maps' cosine >= `bf16_min_cosine`."""
-    c = self.cfg
-    ig = lambda n: self._ig(x, b, n)
-    a16 = ig(self.steps)
-    self.amp = False
-    a32 = ig(self.steps)
-    self.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
-    if self.bf16_agree is not None:
-        self.bf16_score = float(self.bf16_agree(a16.float().cpu(), a32.float().cpu()))
-        self.quadrature_score = 1.0
-        if self.bf16_score < c.bf16_min_dice:
-            self.quadrature_score = float(self.bf16_agree(a32.float().cpu(), ig(2 * self.steps).float().cpu()))
-        self.amp = self.bf16_score >= min(c.bf16_min_dice, self.quadrature_score)
-    else: self.amp = self.bf16_cosine >= c.bf16_min_cosine
-    return a32
+    "The study's bf16 decision on this window, by the explainer's `precision`; returns the window's float32 attributions."
+    return self.precision(self, x, b)
 
 
 # %% ../nbs/07_explain.ipynb #99d31a22

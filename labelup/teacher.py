@@ -22,14 +22,14 @@ from .runtime import file_hash, pick_device
 from .core import get_logger
 from .data import list_studies, load_study
 from .classifier import Preprocess, load_classifier, make_slabs
-from .explain import Explainer
+from .explain import Explainer, bf16_pair
 from .iterate import labels_at, teach_volume, window_label_dice
 from .settings import TeacherSettings
 
 # %% auto #0
-__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'teacher_explainer', 'uses_negatives', 'negative_slabs',
-           'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label', 'choose_filters',
-           'choose_size_filter']
+__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'label_precision', 'teacher_explainer', 'uses_negatives',
+           'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
+           'choose_filters', 'choose_size_filter']
 
 # %% ../nbs/10_teacher.ipynb #23d375c8
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -46,16 +46,31 @@ def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
 
 
 # %% ../nbs/10_teacher.ipynb #a6d198e4
+def label_precision(agree, # agree(a, b) -> score in [0, 1] of two attribution maps (`labelup.iterate.window_label_dice`: the Dice of their labels)
+                   ):
+    """The teacher's bf16 decision, for `Explainer(precision=...)`: on a study's first window, bf16 is kept when its labels
+    agree with float32's at least as well as float32's agree with float32 at twice the points (the quadrature error the
+    plain reference accepts anyway), or to `bf16_min_dice`."""
+    def decide(ex, x, b):
+        a16, a32 = bf16_pair(ex, x, b)   # the explainer is in float32 from here
+        ex.bf16_score = float(agree(a16.float().cpu(), a32.float().cpu())); ex.quadrature_score = 1.0
+        if ex.bf16_score < ex.cfg.bf16_min_dice:
+            ex.quadrature_score = float(agree(a32.float().cpu(), ex._ig(x, b, 2 * ex.steps).float().cpu()))
+        ex.amp = ex.bf16_score >= min(ex.cfg.bf16_min_dice, ex.quadrature_score)
+        return a32
+    return decide
+
+
+# %% ../nbs/10_teacher.ipynb #9f8b6d14
 def teacher_explainer(model: nn.Module, # the classifier
                       settings: TeacherSettings, # the teacher's settings (`labelup.settings.teacher_of`)
                       device: str | None = None,
                       fast: bool = True, # False: the plain captum reference
                       reference_pool: torch.Tensor | None = None, # negative slabs (`negative_slabs`) for the `negatives` reference
                      ) -> Explainer:
-    "The teacher's explainer: bf16 is kept per study only if it leaves a window's Algorithm-1 mask unchanged (Dice >= bf16_min_dice)."
-    return Explainer(model, settings.ig, device, fast=fast, bf16_agree=window_label_dice(settings.algorithm),
+    "The teacher's explainer: bf16 is kept per study only where it leaves a window's labels as float32 puts them (`label_precision`)."
+    return Explainer(model, settings.ig, device, fast=fast, precision=label_precision(window_label_dice(settings.algorithm)),
                      reference_pool=reference_pool)
-
 
 # %% ../nbs/10_teacher.ipynb #d7146198
 def uses_negatives(cfg) -> bool:
