@@ -21,7 +21,7 @@ from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
 __all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
-           'activation_bytes', 'fit_ig_batch', 'Attribution', 'Explainer', 'bf16_pair', 'cosine_precision',
+           'activation_bytes', 'fit_ig_batch', 'Attribution', 'bf16_pair', 'cosine_precision', 'Explainer',
            'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
@@ -139,6 +139,21 @@ class Attribution:
     delta: list = field(default_factory=list)  # relative completeness gap per reference
 
 
+# %% ../nbs/07_explain.ipynb #969ccdd2
+def bf16_pair(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "IG of windows `x` against `b` in bf16 and then in float32 (the explainer is left in float32); records their cosine."
+    a16 = ex._ig(x, b, ex.steps)
+    ex.amp = False
+    a32 = ex._ig(x, b, ex.steps)
+    ex.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
+    return a16, a32
+
+def cosine_precision(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    "A standalone explainer's bf16 decision: kept when the maps' cosine is at least `bf16_min_cosine`; float32's map returned."
+    a16, a32 = bf16_pair(ex, x, b)
+    ex.amp = ex.bf16_cosine >= ex.cfg.bf16_min_cosine
+    return a32
+
 # %% ../nbs/07_explain.ipynb #3e9f00b6
 class Explainer:
     "Integrated Gradients on a slice classifier, per 7-slice window."
@@ -229,20 +244,6 @@ def _ibs(self: Explainer, x: torch.Tensor, n_steps: int) -> int:
 
 
 # %% ../nbs/07_explain.ipynb #d9fb8827
-def bf16_pair(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "IG of windows `x` against `b` in bf16 and then in float32 (the explainer is left in float32); records their cosine."
-    a16 = ex._ig(x, b, ex.steps)
-    ex.amp = False
-    a32 = ex._ig(x, b, ex.steps)
-    ex.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
-    return a16, a32
-
-def cosine_precision(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    "A standalone explainer's bf16 decision: kept when the maps' cosine is at least `bf16_min_cosine`; float32's map returned."
-    a16, a32 = bf16_pair(ex, x, b)
-    ex.amp = ex.bf16_cosine >= ex.cfg.bf16_min_cosine
-    return a32
-
 @patch
 def _check_bf16(self: Explainer, x, b):
     "The study's bf16 decision on this window, by the explainer's `precision`; returns the window's float32 attributions."

@@ -360,6 +360,7 @@ which, cache, out, studies, over = sys.argv[1], sys.argv[2], sys.argv[3], json.l
 p = get_profile("smoke", over)
 if which == "classifier":
     from labelup.classifier import train_classifier
+    from labelup.settings import classifier_of
     train_classifier(cache, out, classifier_of(p), studies, device="cpu", progress=False)
 elif which == "student":
     from labelup.student import train_student
