@@ -15,7 +15,7 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['SLICE_AXIS', 'MAX_SLICE_SIDE', 'MAX_STUDY_VOXELS', 'UsageError', 'InputError', 'short_name', 'max_study_voxels',
-           'check_study_size', 'safe_name', 'inside', 'hu_window', 'get_logger']
+           'check_study_size', 'safe_name', 'inside', 'hu_window', 'get_logger', 'patch']
 
 # %% ../nbs/00_core.ipynb #d44d68bf
 SLICE_AXIS = 0  # vol[z, y, x]
@@ -92,6 +92,16 @@ def get_logger(name: str = "labelup") -> logging.Logger:
         h = logging.StreamHandler(); h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         log.addHandler(h); log.setLevel(logging.INFO)
     return log
+
+# %% ../nbs/00_core.ipynb #8002a7ec
+def patch(f):
+    "Add `f` as a method to the class its first parameter is annotated with (fastcore's `@patch`)."
+    import inspect
+    ann = f.__annotations__[next(iter(inspect.signature(f).parameters))]
+    cls = eval(ann, f.__globals__) if isinstance(ann, str) else ann
+    f.__qualname__ = f"{cls.__name__}.{f.__name__}"
+    setattr(cls, f.__name__, f)
+    return f
 
 # %% ../nbs/00_core.ipynb #6e6c0d07
 _MOVED = ("labelup.config", "labelup.files", "labelup.runtime")   # where core's other names live now

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, NoiseTunnel
-from fastcore.basics import patch
 
 from .config import CHOICES, TeacherCfg
+from .core import patch
 from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
@@ -140,7 +140,8 @@ class Attribution:
 
 
 # %% ../nbs/07_explain.ipynb #969ccdd2
-def bf16_pair(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def bf16_pair(ex, # an `Explainer` in bf16
+              x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "IG of windows `x` against `b` in bf16 and then in float32 (the explainer is left in float32); records their cosine."
     a16 = ex._ig(x, b, ex.steps)
     ex.amp = False
@@ -148,7 +149,8 @@ def bf16_pair(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> tuple[torch.Te
     ex.bf16_cosine = F.cosine_similarity(a16.float().flatten(), a32.float().flatten(), dim=0).item()
     return a16, a32
 
-def cosine_precision(ex: Explainer, x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def cosine_precision(ex, # an `Explainer` in bf16
+                     x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     "A standalone explainer's bf16 decision: kept when the maps' cosine is at least `bf16_min_cosine`; float32's map returned."
     a16, a32 = bf16_pair(ex, x, b)
     ex.amp = ex.bf16_cosine >= ex.cfg.bf16_min_cosine
