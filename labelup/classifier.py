@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import ClassifierCfg, profile_from_dict
-from .files import load_weights, read_checkpoint, DATA_OUTCOME, claim_output, write_json_atomic
+from .files import load_weights, read_checkpoint, claim_output, write_json_atomic
 from .core import UsageError, hu_window, get_logger, short_name
 from .runtime import pick_device
 from .data import slab_indices

@@ -6,12 +6,11 @@ the one place where the paper's sizes (given at 512 x 512) meet a grid."""
 
 # %% ../nbs/09a_settings.ipynb #2224362c
 from __future__ import annotations
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .config import Profile, StudentCfg, TeacherCfg, outcome_settings, profile_from_dict, paper_px, paper_voxels, paper_distance, voxels_to_paper
 from .files import DATA_OUTCOME, read_checkpoint
-from dataclasses import replace
 from .classifier import ClassifierSettings, Preprocess
 from .iterate import Algorithm1, Aggregation
 from .filter import ClusterFilter
@@ -19,8 +18,8 @@ from .filter import ClusterFilter
 # %% auto #0
 __all__ = ['neighbourhood_radius', 'algorithm1_settings', 'algorithm1_args', 'aggregation_settings', 'FilterScale',
            'filter_scale', 'filter_settings', 'filter_params', 'filter_mask', 'preprocess_settings', 'TeacherSettings',
-           'teacher_outcome', 'teacher_of', 'classifier_outcome', 'classifier_of', 'StudentSettings', 'student_of',
-           'finetune_profile', 'finetune_of']
+           'teacher_outcome', 'teacher_of', 'data_outcome', 'classifier_outcome', 'classifier_of', 'StudentSettings',
+           'student_of', 'finetune_profile', 'finetune_of']
 
 # %% ../nbs/09a_settings.ipynb #d2855ccc
 def neighbourhood_radius(profile: Profile, # teacher.neighbourhood (H, W, slices) in paper pixels
@@ -115,9 +114,13 @@ def teacher_of(profile: Profile) -> TeacherSettings:
 
 
 # %% ../nbs/09a_settings.ipynb #be57f9d7
+def data_outcome(profile: Profile) -> dict:
+    "The data settings a trained network depends on (preprocessing, seed): `files.DATA_OUTCOME` of the profile."
+    return {k: getattr(profile.data, k) for k in DATA_OUTCOME}
+
 def classifier_outcome(profile: Profile) -> dict:
     "What determines a trained classifier, but its training studies: its section but speed settings, the preprocessing, the seed."
-    return dict(classifier=outcome_settings(profile.classifier), data={k: getattr(profile.data, k) for k in DATA_OUTCOME})
+    return dict(classifier=outcome_settings(profile.classifier), data=data_outcome(profile))
 
 def classifier_of(profile: Profile) -> ClassifierSettings:
     "Stage 1's settings on the profile's network grid."
@@ -156,7 +159,7 @@ def student_of(profile: Profile) -> StudentSettings:
     d = profile.data
     return StudentSettings(cfg=profile.student, hu_window=(d.window_center, d.window_width), image_size=d.image_size, seed=d.seed,
                            cluster_filter=filter_scale(profile),
-                           outcome=dict(student=outcome_settings(profile.student), data={k: getattr(d, k) for k in DATA_OUTCOME}),
+                           outcome=dict(student=outcome_settings(profile.student), data=data_outcome(profile)),
                            record=profile.to_dict())
 
 # %% ../nbs/09a_settings.ipynb #8bdec2ac
