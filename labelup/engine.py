@@ -25,11 +25,11 @@ from .runtime import cpu_name, pick_device
 _logger = get_logger("labelup.engine")
 
 # %% auto #0
-__all__ = ['SLOW_FACTOR', 'warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier', 'unwrap',
-           'step_rng', 'shared_rng', 'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state',
+__all__ = ['PROBE_CACHE_ENV', 'SLOW_FACTOR', 'warmup_linear', 'DistInfo', 'setup_distributed', 'cleanup_distributed', 'barrier',
+           'unwrap', 'step_rng', 'shared_rng', 'batch_part', 'sharded_indices', 'get_rng_state', 'set_rng_state',
            'save_checkpoint', 'load_checkpoint', 'list_checkpoints', 'latest_checkpoint', 'TrainConfig', 'to_device',
-           'CSVLog', 'train_precision', 'probe_precision', 'rank_batch_size', 'step_batches', 'tensorboard_writer',
-           'train_loop']
+           'CSVLog', 'train_precision', 'probe_precision', 'probe_cache_path', 'probe_key', 'cached_probe',
+           'rank_batch_size', 'step_batches', 'tensorboard_writer', 'train_loop']
 
 # %% ../nbs/05_engine.ipynb #fbe4cbe1
 def warmup_linear(step: int,       # iteration (0-based) whose learning rate is wanted
@@ -262,11 +262,15 @@ def probe_precision(model: nn.Module,  # the network (a copy is timed: weights a
                     device: str,
                     precisions=("float32", "bfloat16"), # the candidates
                     repeats: int = 2,   # timed steps per precision (after one warm-up step)
+                    give_up: float = 4.0, # a candidate whose warm-up step takes this many times the first one's is not repeated
                    ) -> dict:
     """Seconds per forward + backward step of `batch` in each precision (the median of `repeats`): what the engine
-    chooses a CPU precision by, instead of trusting a CPU flag. Random states are restored afterwards."""
+    chooses a CPU precision by, instead of trusting a CPU flag. A candidate already `give_up` times slower than the first
+    precision in its warm-up step is recorded at that step's time (bfloat16 3D convolutions took 46 s a step where float32
+    took 1 s on an AMD EPYC without native bf16: two more such steps would add 90 s to every training).
+    Random states are restored afterwards."""
     import copy, statistics
-    st = get_rng_state(); out = {}
+    st = get_rng_state(); out, warm = {}, {}
     net = copy.deepcopy(model).train()
     dev = torch.device(device)
     try:
@@ -279,11 +283,48 @@ def probe_precision(model: nn.Module,  # the network (a copy is timed: weights a
                     res = loss_fn(net, batch)
                 (res[0] if isinstance(res, tuple) else res).float().backward()
                 net.zero_grad(set_to_none=True)
-                if k: ts.append(time.perf_counter() - t0)
+                t = time.perf_counter() - t0
+                if k: ts.append(t); continue
+                warm[p] = t
+                if p != precisions[0] and t > give_up * warm[precisions[0]]: ts = [t]; break
             out[p] = round(statistics.median(ts), 5)
     finally:
         set_rng_state(st); del net
     return out
+
+PROBE_CACHE_ENV = "LABELUP_PROBE_CACHE"   # a JSON file of earlier probes; "" or "off": probe every training
+
+def probe_cache_path() -> Path | None:
+    "Where measured probes are remembered: `$LABELUP_PROBE_CACHE`, else `~/.cache/labelup/precision_probe.json`."
+    env = os.environ.get(PROBE_CACHE_ENV)
+    if env is not None: return None if env.strip().lower() in ("", "off", "none", "0") else Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "labelup" / "precision_probe.json"
+
+def probe_key(model: nn.Module, batch, precisions) -> str:
+    "What a probe's result depends on: CPU, torch, threads, the network (class, parameters) and the batch's shapes."
+    shapes = [tuple(t.shape) for t in (batch if isinstance(batch, (list, tuple)) else [batch]) if torch.is_tensor(t)]
+    n = sum(p.numel() for p in model.parameters())
+    return (f"{cpu_name()}|torch {torch.__version__}|{torch.get_num_threads()} threads|{type(model).__name__} {n}|"
+            f"{shapes}|{','.join(precisions)}")
+
+def cached_probe(model, loss_fn, batch, device: str, precisions=("float32", "bfloat16")) -> tuple[dict, bool]:
+    """`probe_precision`, remembered per `probe_key` in `probe_cache_path()`: a run that trains the same network on the
+    same shapes again (the fine-tuned and from-scratch students) measures once. Returns (seconds per step, from cache)."""
+    path, key = probe_cache_path(), probe_key(model, batch, precisions)
+    table = {}
+    if path is not None and path.is_file():
+        try: table = json.loads(path.read_text())
+        except (OSError, ValueError): table = {}   # a damaged cache is measured again, not trusted
+        if not isinstance(table, dict): table = {}
+    hit = table.get(key)
+    if isinstance(hit, dict) and set(hit) == set(precisions) and all(isinstance(v, (int, float)) for v in hit.values()):
+        return hit, True
+    out = probe_precision(model, loss_fn, batch, device, precisions)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True); write_json_atomic(path, {**table, key: out})
+        except OSError as e: _logger.warning(f"precision probe not remembered ({type(e).__name__})")
+    return out, False
 
 SLOW_FACTOR = 3.0   # first steps this many times slower than the probe: another process competes for the CPU
 
@@ -395,14 +436,14 @@ def train_loop(model: nn.Module,        # the network (moved to the device, wrap
     rt_path = out_dir / "runtime.json"
     runtime = json.loads(rt_path.read_text()) if step > 0 and rt_path.is_file() else None
     if runtime is None:
-        probe = None
+        probe, cached = None, False
         if step < end and dev.type == "cpu":
             first = next(batches); batches = itertools.chain([first], batches)
-            probe = probe_precision(model, loss_fn, to_device(first, dev), info.device,
-                                    ("float32", "bfloat16") if cfg.amp_cpu else ("float32",))
+            probe, cached = cached_probe(model, loss_fn, to_device(first, dev), info.device,
+                                         ("float32", "bfloat16") if cfg.amp_cpu else ("float32",))
         runtime = dict(device=info.device, cpu=cpu_name(), threads=threads, world_size=info.world_size,
                        num_workers=cfg.num_workers, precision=train_precision(cfg, dev.type, probe), probe_s=probe,
-                       first_steps_s=None)
+                       probe_cached=cached, first_steps_s=None)
     precision = runtime["precision"]   # a resumed run keeps the precision it started with
     use_amp, amp_dtype = precision != "float32", (torch.bfloat16 if precision == "bfloat16" else torch.float16)
     if info.is_main: write_json_atomic(rt_path, runtime)

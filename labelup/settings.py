@@ -145,7 +145,7 @@ class StudentSettings:
         "The keyword arguments of `labelup.student.predict_probabilities` these settings set."
         c = self.cfg
         return dict(roi_size=tuple(c.patch_size), sw_step=tuple(c.sw_step), image_size=self.image_size, hu_window=tuple(self.hu_window),
-                    sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp, window=c.sw_roi)
+                    sw_batch_size=c.sw_batch_size, sigma_scale=c.sw_sigma, amp=c.amp, window=c.sw_roi, crop=c.crop)
 
     def postprocess_args(self, shape_hw: tuple, # (H, W) of the probability map's grid
                          filters: bool | None = None, # None: `cfg.filter_output`

@@ -27,10 +27,10 @@ from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, se
 from .store import build_store, read_box
 
 # %% auto #0
-__all__ = ['SW_ROIS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
+__all__ = ['SW_ROIS', 'CROPS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
            'preprocess_label', 'read_study', 'read_label', 'foreground', 'PatchSampler', 'augment', 'mixup',
            'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
-           'student_outcome', 'train_student', 'inference_window', 'predict_probabilities', 'postprocess',
+           'student_outcome', 'train_student', 'inference_window', 'lung_box', 'predict_probabilities', 'postprocess',
            'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #cc321f04
@@ -268,7 +268,7 @@ def load_training_set(cache, labels_dir, settings: StudentSettings, studies: lis
 # %% ../nbs/11_student.ipynb #99cb1cd5
 def _state(model: torch.nn.Module, settings: StudentSettings, **extra) -> dict:
     "A plain checkpoint dict (weights + the stored profile), loadable with weights_only=True."
-    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}   # plain strides, whatever trained
     return {"kind": "student", "model": sd, "profile": settings.record, "network": student_network(settings.cfg), **extra}
 
 def load_student(path,             # a `model.pt` written by `train_student` (or an engine checkpoint + profile)
@@ -345,9 +345,12 @@ def train_student(cache,            # prepare cache (images)
         x, y = augment(x, y, cfg, rng)
         return mixup(x, y, cfg.mixup_alpha, cfg.mixup_prob, rng)
 
+    # NDHWC convolutions while training: 15% faster a step on a CPU (1.38 -> 1.17 s, 4 patches of 48 x 48 x 24, 2 threads);
+    # inference gains nothing from it (a whole 128 x 128 x 64 study: 2.2 s either way), so checkpoints stay plain
+    model = model.to(memory_format=torch.channels_last_3d)
     def loss_fn(net, batch):
         x, y = batch
-        return segmentation_loss(net(x), y, cfg.bce_weight)
+        return segmentation_loss(net(x.contiguous(memory_format=torch.channels_last_3d)), y, cfg.bce_weight)
 
     best = {"val_f1": -1.0, "step": 0}
     if resume and (out / "best.pt").exists():
@@ -374,6 +377,7 @@ def train_student(cache,            # prepare cache (images)
 
 # %% ../nbs/11_student.ipynb #08b1d699
 SW_ROIS = CHOICES["student.sw_roi"]
+CROPS = CHOICES["student.crop"]
 
 def _bytes_per_voxel(model: torch.nn.Module, patch: tuple, device: str, amp: bool) -> float:
     "What one input voxel costs in inference: the leaf outputs at the training patch, per voxel (measured once per model)."
@@ -397,6 +401,27 @@ def inference_window(shape_hwd: tuple,  # (H, W, D) of the network's input (the 
     return roi, float(overlap)
 
 
+# %% ../nbs/11_student.ipynb #593b0db9
+def lung_box(image_hu: np.ndarray, # HU vol[z, y, x]
+             margin: float = 0.03, # added on each side, as a share of the axis (4 px of 128, 15 of 512; at least 2)
+             body_hu: float = -500.0, # the body is denser than this (its largest connected part)
+             air_hu: float = -400.0,  # lung is less dense than this, inside the body
+            ) -> tuple | None:
+    """((z0, z1), (y0, y1), (x0, x1)) around the lungs, `margin` wider: where the student needs to look. None when no lungs
+    are found (no air inside the body: not a chest, or not CT); then the whole study is read."""
+    s = max(1, int(image_hu.shape[1]) // 128); v = np.asarray(image_hu[:, ::s, ::s])
+    lab, n = ndimage.label(v > body_hu)
+    if n == 0: return None
+    body = lab == (np.bincount(lab.ravel())[1:].argmax() + 1)
+    lungs = np.stack([ndimage.binary_fill_holes(b) for b in body]) & (v < air_hu)
+    if lungs.sum() < 1e-3 * body.sum(): return None
+    box = []
+    for a, n_a in enumerate(image_hu.shape):
+        idx = np.nonzero(lungs.any(axis=tuple(j for j in range(3) if j != a)))[0]
+        f = 1 if a == 0 else s; m = max(2, int(round(margin * n_a)))
+        box.append((max(0, int(idx[0]) * f - m), min(int(n_a), (int(idx[-1]) + 1) * f + m)))
+    return tuple(box)
+
 # %% ../nbs/11_student.ipynb #cd7f1cef
 @torch.inference_mode()
 def predict_probabilities(model: torch.nn.Module, # student in eval mode
@@ -411,12 +436,20 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           amp: bool = True,       # reduced precision (float16 on CUDA, bfloat16 on CPUs that run it natively)
                           window: str = "patch",  # "patch": windows of roi_size, steps sw_step; "auto": `inference_window`
                           memory_fraction: float = 0.5, # with "auto": share of the free memory one window may use
+                          crop: str = "none",     # "lungs": read only `lung_box` (probability 0 outside); "none": all of it
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
     if window not in SW_ROIS: raise ValueError(f"window must be one of {SW_ROIS}, got {window!r}")
     dev = pick_device(device)
+    if crop not in CROPS: raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
     x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
+    full, part = tuple(x.shape[2:]), None
+    box = lung_box(image_hu) if crop == "lungs" else None
+    if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resized
+        (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = full[0] / image_hu.shape[1], full[1] / image_hu.shape[2]
+        part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
+        x = x[(..., *part)]
     cuda = dev.startswith("cuda")
     amp = bool(amp) and (cuda or cpu_supports_bf16())
     roi = tuple(int(v) for v in roi_size)
@@ -434,6 +467,8 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
         logits = sliding_window_inference(x, roi, sw_batch_size, net, overlap=overlap, mode="gaussian",
                                           sigma_scale=sigma_scale, padding_mode="constant", cval=0.0)
     p = torch.sigmoid(logits.float())[0, 0]                 # (H, W, D)
+    if part is not None:   # outside the lungs' box: probability 0
+        q = p.new_zeros(full); q[part] = p; p = q
     p = p.permute(2, 0, 1)                                  # (Z, H, W)
     p = _resize_zyx(p, image_hu.shape[1:]).clamp(0, 1)
     return p.cpu().numpy().astype(np.float32)

@@ -69,19 +69,22 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
     sync(); t0 = time.perf_counter()
     rec = pseudo_label_volume(teacher_explainer(cmodel, teacher_of(tprof), dev), img, teacher_of(tprof))["record"]
     sync(); teacher_s = time.perf_counter() - t0
-    def run_student(window):
+    def run_student(**over):
         ts, mask = [], None
         for _ in range(max(1, repeats)):
             sync(); t0 = time.perf_counter()
-            mask = postprocess(predict_probabilities(smodel, img, **{**student_of(prof).inference_args(), "window": window},
+            mask = postprocess(predict_probabilities(smodel, img, **{**student_of(prof).inference_args(), **over},
                                                      device=dev), prof.student.threshold)[0]
             sync(); ts.append(time.perf_counter() - t0)
         return ts, mask
-    times, mask = run_student(prof.student.sw_roi)
+    def mask_dice(a, b):
+        tot = int(a.sum() + b.sum()); return 2 * int((a & b).sum()) / tot if tot else 1.0
+    times, mask = run_student()
     student_s = statistics.median(times)
-    # the paper's sliding window (the training patch, steps sw_step) beside the profile's, on the same study: time and agreement
-    ptimes, pmask = run_student("patch") if prof.student.sw_roi != "patch" else (times, mask)
-    inter, tot = int((mask & pmask).sum()), int(mask.sum() + pmask.sum())
+    # the paper's sliding window (the training patch, steps sw_step, the whole study) beside the profile's, on the same
+    # study: time and agreement; and the profile's window over the whole study where the profile reads the lungs' box only
+    ptimes, pmask = run_student(window="patch", crop="none") if (prof.student.sw_roi, prof.student.crop) != ("patch", "none") else (times, mask)
+    utimes, umask = run_student(crop="none") if prof.student.crop != "none" else (times, mask)
     return dict(student_over_teacher_speed=teacher_s / student_s, student_s=round(student_s, 4),
                 teacher_s=round(teacher_s, 4), teacher_iterations=int(rec.get("iterations", 0)),
                 teacher_windows_explained=int(rec.get("n_positive_slabs", 0)), teacher_mode=mode,
@@ -91,4 +94,5 @@ def bench_student(cache=None,        # prepare cache (None: generate one study)
                 torch_threads=torch.get_num_threads(), student_runs_s=[round(t, 4) for t in times],
                 student_window=prof.student.sw_roi, student_patch_window_s=round(statistics.median(ptimes), 4),
                 teacher_over_patch_window_student=teacher_s / statistics.median(ptimes),
-                window_mask_dice=(2 * inter / tot) if tot else 1.0)
+                window_mask_dice=mask_dice(mask, pmask), student_crop=prof.student.crop,
+                student_uncropped_s=round(statistics.median(utimes), 4), crop_mask_dice=mask_dice(mask, umask))

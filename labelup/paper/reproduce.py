@@ -12,6 +12,7 @@ from pathlib import Path
 from ..files import RunLayout, write_json_atomic, write_text_atomic, atomic_path
 from ..core import UsageError
 from ..runtime import cpu_name
+from ..engine import PROBE_CACHE_ENV
 from ..config import get_profile
 
 # %% auto #0
@@ -96,6 +97,21 @@ def reproduce(profile: str = "smoke", # profile name
                       data="phantom" if data_root is None else Path(data_root).name, **code_version(),
                       date=time.strftime("%Y-%m-%d", time.gmtime()), cpu=cpu_name()))
     timings, what = {}, dict(RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS)
+    # the run's own precision probes (engine.cached_probe): each network is timed once per run, not once per training,
+    # and a run from an empty folder does not inherit another run's measurements
+    old_probe = os.environ.get(PROBE_CACHE_ENV)
+    os.environ[PROBE_CACHE_ENV] = old_probe if old_probe is not None else str(lay.cache / "precision_probe.json")
+    try: _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timings, pm)
+    finally:
+        if old_probe is None: os.environ.pop(PROBE_CACHE_ENV, None)
+    tfile = out / "results" / "timings.json"
+    old = json.loads(tfile.read_text()) if tfile.exists() else {}
+    write_json_atomic(tfile, {**old, **timings})
+    write_results_readme(out, profile)
+    return out
+
+def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timings, pm):
+    "Execute the notebooks `todo` in order into `out/notebooks` (each written atomically), recording their seconds."
     for i, name in enumerate(todo, 1):
         dst = out / "notebooks" / f"{name}.ipynb"
         ev = dict(index=i, total=len(todo), notebook=name, what=what[name])
@@ -115,11 +131,6 @@ def reproduce(profile: str = "smoke", # profile name
             Path(tmp).write_text(json.dumps(nbj, indent=1))
         timings[name] = round(time.time() - t0, 1)
         if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
-    tfile = out / "results" / "timings.json"
-    old = json.loads(tfile.read_text()) if tfile.exists() else {}
-    write_json_atomic(tfile, {**old, **timings})
-    write_results_readme(out, profile)
-    return out
 
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
