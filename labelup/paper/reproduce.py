@@ -100,7 +100,7 @@ def reproduce(profile: str = "smoke", # profile name
     # the run's own precision probes (engine.cached_probe): each network is timed once per run, not once per training,
     # and a run from an empty folder does not inherit another run's measurements
     old_probe = os.environ.get(PROBE_CACHE_ENV)
-    os.environ[PROBE_CACHE_ENV] = old_probe if old_probe is not None else str(lay.cache / "precision_probe.json")
+    os.environ[PROBE_CACHE_ENV] = old_probe if old_probe is not None else str(out / "precision_probe.json")
     try: _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timings, pm)
     finally:
         if old_probe is None: os.environ.pop(PROBE_CACHE_ENV, None)
