@@ -48,6 +48,7 @@ class Preprocess:
                               align_corners=False, antialias=True)[:, 0].clamp(0, 1)
         return v.contiguous()
 
+# %% ../nbs/06_classifier.ipynb #d1f66b7b
 def make_slabs(vol: torch.Tensor,  # preprocessed volume (Z, S, S)
                  zs,                 # centre slices
                  context: int = 7,   # slices per window
@@ -88,6 +89,7 @@ class SliceClassifier(nn.Module):
         self.net.to(memory_format=torch.channels_last)   # NHWC convolutions: 13% faster a resnet10t training step on a CPU
     def forward(self, x): return self.net(x.contiguous(memory_format=torch.channels_last)).squeeze(-1)
 
+# %% ../nbs/06_classifier.ipynb #cf34dea7
 def build_classifier(cfg: ClassifierCfg,     # the classifier's settings (backbone, pretrained weights)
                      context: int = 7,       # input slices
                      pretrained: bool = True,    # load `cfg.pretrained_path` when set
@@ -107,6 +109,7 @@ def blur2d(x: torch.Tensor, # (..., H, W)
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
     return y.reshape(sh)
 
+# %% ../nbs/06_classifier.ipynb #ae32f47e
 class Augment:
     "Stage-1 batch augmentation: flips, small affine, RandCoarseDropout (paper settings), MixUp."
     def __init__(self, settings: ClassifierSettings):
@@ -195,6 +198,7 @@ def _as_uint8(v):
     if getattr(v, "dtype", None) in (np.uint8, torch.uint8): return v.numpy() if torch.is_tensor(v) else v
     return (torch.as_tensor(np.asarray(v)).float().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
+# %% ../nbs/06_classifier.ipynb #a062ce1d
 def slab_store_params(preprocess: Preprocess) -> dict:
     "What the classifier's store depends on: the HU window and the in-plane size."
     return dict(stage="classifier", window_center=preprocess.center, window_width=preprocess.width, image_size=preprocess.size)
@@ -207,6 +211,7 @@ def slab_store(cache, studies: list, preprocess: Preprocess, workers: int = 1) -
     return build_store(Path(cache) / "store" / name, studies, lambda s: _as_uint8(preprocess(load_study(cache, s).image)),
                        pr, source=lambda s: Path(cache) / s / "meta.json", workers=workers)
 
+# %% ../nbs/06_classifier.ipynb #bcdba015
 def height_weights(pos_bins: np.ndarray, # height bin of each positive slice
                    neg_bins: np.ndarray, # height bin of each negative slice
                    bins: int = 20,
@@ -216,6 +221,7 @@ def height_weights(pos_bins: np.ndarray, # height bin of each positive slice
     hn = np.bincount(neg_bins, minlength=bins) / max(1, len(neg_bins))
     return hp[neg_bins] / np.maximum(hn[neg_bins], 1e-12)
 
+# %% ../nbs/06_classifier.ipynb #a2fa9a05
 class SliceBank:
     "Preprocessed training volumes (uint8, in memory or in the training store) and their slice labels, with batch sampling."
     def __init__(self, volumes: list, # preprocessed (Z, S, S) volumes: float in [0, 1], uint8, or StoredVolume
@@ -293,6 +299,7 @@ class SliceBank:
         y = torch.tensor([self.labels[i][z] for i, z in iz], dtype=torch.float32)
         return self.windows(iz), y
 
+# %% ../nbs/06_classifier.ipynb #56eeffb7
 def class_balance(bank: SliceBank) -> dict:
     "Studies, labelled slices, positive/negative slices and the positive fraction of a bank."
     n_pos, n_neg = len(bank.pos), len(bank.neg)
@@ -330,6 +337,7 @@ def fit_classifier(bank: SliceBank,        # training slices
     return train_loop(model, batch_fn, loss_fn, cfg, out, resume=resume, progress=progress,
                       stop_after=stop_after, info=info, desc="classifier", tensorboard=tensorboard)
 
+# %% ../nbs/06_classifier.ipynb #05e59600
 def save_classifier(path, model: nn.Module,
                     record, # the run's profile as a dict (or anything with `to_dict()`): what loads the model and the stages after it
                     meta: dict | None = None) -> Path:
@@ -340,6 +348,7 @@ def save_classifier(path, model: nn.Module,
              "profile": record, "meta": dict(meta or {}), "kind": "classifier", "format": "labelup.classifier/1"}
     return save_checkpoint(path, state)
 
+# %% ../nbs/06_classifier.ipynb #1b71b0e0
 def load_classifier(path,                 # model.pt written by `train_classifier`
                     device: str | None = None, # None/"auto": CUDA when available
                    ) -> tuple:
@@ -402,6 +411,7 @@ def score_volume(model: nn.Module,       # trained classifier (eval mode)
             out.append(torch.sigmoid(model(x).float()).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
+# %% ../nbs/06_classifier.ipynb #2c950439
 def score_study(model: nn.Module,      # trained classifier (eval mode)
                 image_hu_zyx,          # HU volume vol[z, y, x]
                 settings: ClassifierSettings, # preprocessing (HU window, network grid) and slices per slab
@@ -411,6 +421,7 @@ def score_study(model: nn.Module,      # trained classifier (eval mode)
     model.eval()
     return score_volume(model, settings.preprocess(image_hu_zyx), batch_size or settings.cfg.eval_batch_size, settings.context)
 
+# %% ../nbs/06_classifier.ipynb #1e0b0372
 def score_studies(model, cache, studies: list, settings: ClassifierSettings, batch_size: int | None = None) -> pd.DataFrame:
     "Scores of every slice of the given cached studies: StudyInstanceUID, z, label, prob."
     from labelup.data import load_study
@@ -432,6 +443,7 @@ def choose_threshold(labels, probs) -> float:
     f1 = 2 * pr[:-1] * rc[:-1] / np.maximum(pr[:-1] + rc[:-1], 1e-12)
     return float(th[int(np.argmax(f1))])
 
+# %% ../nbs/06_classifier.ipynb #3a541e6d
 def slice_metrics(labels, probs, threshold: float = 0.5) -> dict:
     "AUROC, F1, sensitivity, specificity, PPV at `threshold`, and counts."
     from sklearn.metrics import roc_auc_score

@@ -90,7 +90,7 @@ class ClassifierCfg:
     ckpt_every: int = field(default=50, metadata={"runtime": True})
     eval_every: int = field(default=0, metadata={"runtime": True})  # 0: only at the end
     amp: bool = True                 # used only on CUDA
-    amp_cpu: bool = False            # train in bfloat16 autocast on a CPU with native bf16 (AVX512-BF16, AMX); elsewhere float32
+    amp_cpu: bool = False            # allow bfloat16 autocast on a CPU: used where the first batch measures it faster (engine)
     num_workers: int = field(default=0, metadata={"runtime": True})
     flip_prob: float = 0.5           # left-right flip and slice-order flip, each
     appearance_prob: float = 0.0     # share of windows given another scanner's look: contrast, gamma, blur, correlated noise (06; 0: off, as the paper)
@@ -123,9 +123,9 @@ class TeacherCfg:
     agg_sigma: float = 0.8           # Gaussian aggregation over neighbouring windows (slices)
     min_cluster_voxels: int = 100    # size filter, paper voxels at 512^2, scaled by area
     max_center_distance: float = 160.0  # distance filter, paper px, scaled
-    bf16: bool = True                # reduced precision for IG where supported
-    bf16_min_cosine: float = 0.999   # a standalone explainer keeps bf16 only if its IG map has this cosine to float32's
-    bf16_min_dice: float = 0.99      # the teacher keeps bf16 if a window's Algorithm-1 mask has this Dice to float32's (or moves less than 2x steps does)
+    amp: bool = True                 # reduced precision for IG (bfloat16 / float16 autocast) where supported; was `bf16`
+    amp_min_cosine: float = 0.999    # a standalone explainer keeps bf16 only if its IG map has this cosine to float32's
+    amp_min_dice: float = 0.99       # the teacher keeps bf16 if a window's Algorithm-1 mask has this Dice to float32's (or moves less than 2x steps does)
     channels_last: bool = field(default=True, metadata={"runtime": True})  # channels-last memory format in IG passes
     slab_batch: int = field(default=1, metadata={"runtime": True})  # slabs explained together in one IG call (larger passes: GPUs)
     adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 07_explain)
@@ -169,7 +169,7 @@ class StudentCfg:
                                      # the paper filters the teacher's clusters only
     ckpt_every: int = field(default=20, metadata={"runtime": True})
     amp: bool = True
-    amp_cpu: bool = False            # train in bfloat16 autocast on a CPU with native bf16 (AVX512-BF16, AMX); elsewhere float32
+    amp_cpu: bool = False            # allow bfloat16 autocast on a CPU: used where the first batch measures it faster (engine)
 
 @dataclass
 class BenchCfg:
@@ -367,7 +367,10 @@ def _value_problem(key: str, v) -> str | None:
 
 _SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
 _KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
-                "teacher.bench_converged": "bench.teacher_converged", "teacher.window_batch": "teacher.slab_batch"}
+                "teacher.bench_converged": "bench.teacher_converged", "teacher.window_batch": "teacher.slab_batch",
+                # one word, `amp`, for "reduced precision allowed" in every section (the teacher's was `bf16`)
+                "teacher.bf16": "teacher.amp", "teacher.bf16_min_cosine": "teacher.amp_min_cosine",
+                "teacher.bf16_min_dice": "teacher.amp_min_dice"}
 
 def _canonical_key(key: str) -> str:
     "A dotted parameter name in its current spelling (old section and key names are mapped)."

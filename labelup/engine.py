@@ -256,6 +256,7 @@ def train_precision(cfg: TrainConfig, # `amp` (CUDA float16) and `amp_cpu` (allo
     if not (cfg.amp_cpu and device_type == "cpu" and probe and "bfloat16" in probe): return "float32"
     return "bfloat16" if probe["float32"] >= min_gain * probe["bfloat16"] else "float32"
 
+# %% ../nbs/05_engine.ipynb #29855d54
 def probe_precision(model: nn.Module,  # the network (a copy is timed: weights and norm statistics stay as they are)
                     loss_fn: Callable,  # loss_fn(model, batch) -> loss or (loss, metrics)
                     batch,              # one training batch, on `device`
@@ -292,6 +293,7 @@ def probe_precision(model: nn.Module,  # the network (a copy is timed: weights a
         set_rng_state(st); del net
     return out
 
+# %% ../nbs/05_engine.ipynb #9cf9a012
 PROBE_CACHE_ENV = "LABELUP_PROBE_CACHE"   # a JSON file of earlier probes; "" or "off": probe every training
 
 def probe_cache_path() -> Path | None:
@@ -328,6 +330,7 @@ def cached_probe(model, loss_fn, batch, device: str, precisions=("float32", "bfl
 
 SLOW_FACTOR = 3.0   # first steps this many times slower than the probe: another process competes for the CPU
 
+# %% ../nbs/05_engine.ipynb #3bc71d82
 def rank_batch_size(batch_size: int, # the global batch: the profile's `batch_size`, summed over all processes
                     world_size: int, # processes (torchrun's WORLD_SIZE)
                    ) -> int:
@@ -336,6 +339,7 @@ def rank_batch_size(batch_size: int, # the global batch: the profile's `batch_si
         raise UsageError(f"batch_size {batch_size} does not split over {world_size} processes; choose a multiple of {world_size}")
     return batch_size // world_size
 
+# %% ../nbs/05_engine.ipynb #f3b1a4d3
 class _StepBatches(torch.utils.data.Dataset):
     "Item i = the batch of iteration `start + i` on `rank`: a pure function of (seed, rank, step), wherever it is built."
     def __init__(self, batch_fn, seed, rank, start, end): self.f, self.seed, self.rank, self.start, self.end = batch_fn, seed, rank, start, end
@@ -361,12 +365,14 @@ def _batch_len(batch) -> int:
     while isinstance(batch, (tuple, list, dict)): batch = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
     return int(batch.shape[0]) if hasattr(batch, "shape") and len(batch.shape) else 1
 
+# %% ../nbs/05_engine.ipynb #416f1f1a
 def tensorboard_writer(folder):
     "A TensorBoard SummaryWriter on `folder`; a clear error naming the extra when TensorBoard is not installed."
     try: from torch.utils.tensorboard import SummaryWriter
     except ImportError as e: raise UsageError("--tensorboard needs TensorBoard: pip install 'labelup[tensorboard]'") from e
     return SummaryWriter(str(folder))
 
+# %% ../nbs/05_engine.ipynb #80990c0e
 def train_loop(model: nn.Module,        # the network (moved to the device, wrapped in DDP when distributed)
                batch_fn: Callable,      # batch_fn(step, rng) -> batch of iteration `step` for this rank
                loss_fn: Callable,       # loss_fn(model, batch) -> loss or (loss, {metric: value})

@@ -31,6 +31,7 @@ def cluster_table(mask: np.ndarray, # binary vol[z, y, x]
     return lab, pd.DataFrame({"label": idx, "voxels": vox.astype(int), "z": cen[:, 0], "y": cen[:, 1], "x": cen[:, 2],
                               "distance": dist})
 
+# %% ../nbs/09_filter.ipynb #663fee7b
 def filter_clusters(mask: np.ndarray, # binary vol[z, y, x]
                     min_voxels: int, # drop clusters with fewer voxels
                     max_distance: float, # drop clusters whose centroid is farther from the centre (px)
@@ -43,6 +44,7 @@ def filter_clusters(mask: np.ndarray, # binary vol[z, y, x]
     keep = np.zeros(len(tab) + 1, bool); keep[1:] = tab.kept.to_numpy()
     return keep[lab].astype(np.uint8), tab
 
+# %% ../nbs/09_filter.ipynb #3dd697b9
 @dataclass(frozen=True)
 class ClusterFilter:
     "The size and distance filters on one grid, in its voxels and pixels (the paper's at 512 x 512 by default)."
@@ -54,4 +56,3 @@ class ClusterFilter:
     def __call__(self, mask: np.ndarray) -> np.ndarray:
         "The filtered mask (uint8)."
         return self.table(mask)[0]
-

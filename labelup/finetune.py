@@ -52,6 +52,7 @@ def annotated_studies(cache,            # prepare cache (index.csv, <Study>/boxe
         return out
     raise ValueError(f"unknown annotation source {source!r} (boxes or masks)")
 
+# %% ../nbs/12_finetune.ipynb #16792f43
 def evaluation_pool(cache,           # prepare cache
                     data: DataCfg,     # the study split's settings (`profile.data`: test_fraction, val_fraction, split_seed)
                     annotations: str = "boxes", # what the fine-tuning studies provide ("boxes" or "masks")
@@ -68,6 +69,7 @@ def evaluation_pool(cache,           # prepare cache
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).set_index("StudyInstanceUID")
     return [s for s in split_studies(cache, data)["test"] if idx.loc[s, "n_positive_slices"] > 0 and s in annot]
 
+# %% ../nbs/12_finetune.ipynb #7d23426e
 def annotation_labels(cache,            # prepare cache
                       studies: list[str], # fine-tuning studies
                       out,              # folder to write <Study>.nii.gz training labels into
@@ -101,6 +103,7 @@ def finetune(cache,             # prepare cache (images)
     return Path(train_student(cache, labels_dir, out, settings, list(studies), init=checkpoint, schedule=tuple(schedule),
                               device=device, progress=progress))
 
+# %% ../nbs/12_finetune.ipynb #e9e7dfd9
 def train_from_scratch(cache,    # prepare cache (images)
                        labels_dir, # <Study>.nii.gz human labels
                        out,      # output folder
@@ -114,4 +117,3 @@ def train_from_scratch(cache,    # prepare cache (images)
     from labelup.student import train_student
     return Path(train_student(cache, labels_dir, out, settings, list(studies), init=None, schedule=tuple(schedule),
                               device=device, progress=progress))
-

@@ -46,6 +46,7 @@ FAMILIES = {   # synthetic data families -> their dataset writer (`module:functi
     "chest": "labelup.chest:make_chest_dataset",         # 04b_chest: a second chest simulator (its own anatomy, clots, mimics)
 }
 
+# %% ../nbs/20_pipeline.ipynb #80588ab7
 def make_family_dataset(family: str, # a key of `FAMILIES`
                         out, # dataset root to write (RSPECT layout)
                         n_studies: int, seed: int = 0, shape=(32, 96, 96), positive_fraction: float = 0.7,
@@ -102,6 +103,7 @@ def ensure_transfer(run, # run folder or RunLayout
     prepare(lay.data, lay.cache, workers=workers, progress=False)
     return lay.cache
 
+# %% ../nbs/20_pipeline.ipynb #42f47e78
 def ensure_cache(run, profile: Profile, data_root=None, workers: int = 2) -> Path:
     "The prepared NIfTI cache in `RUN/cache` (studies already prepared are skipped)."
     from labelup.data import prepare
@@ -115,6 +117,7 @@ def ensure_split(run, profile: Profile, data_root=None) -> dict:
     from labelup.data import split_studies
     return split_studies(ensure_cache(run, profile, data_root), profile.data)
 
+# %% ../nbs/20_pipeline.ipynb #75a5c421
 def ensure_classifier(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 1: the trained slice classifier `RUN/classifier/model.pt`."
     lay = _layout(run)
@@ -127,6 +130,7 @@ def ensure_classifier(run, profile: Profile, data_root=None, device=None) -> Pat
                                      device=device, resume=True))
     return ckpt
 
+# %% ../nbs/20_pipeline.ipynb #feb5cbb2
 def student_studies(split: dict, # the run's split {"train", "val", "test"}
                     n: int = 0, # at most this many (profile.student.pseudo_studies; 0: all)
                     seed: int = 0, # which ones, when capped
@@ -148,6 +152,7 @@ def teacher_pool(cache, profile: Profile) -> list | None:
     from labelup.teacher import uses_negatives
     return split_studies(cache, profile.data)["train"] if uses_negatives(profile.teacher) else None
 
+# %% ../nbs/20_pipeline.ipynb #ca715462
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
     and vote threshold chosen on the run's positive validation studies (`labelup.teacher.choose_filters`; the teacher labels them once
@@ -188,6 +193,7 @@ def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
                  pool_studies=teacher_pool(lay.cache, profile))
     return lay.teacher
 
+# %% ../nbs/20_pipeline.ipynb #9972bad3
 def ensure_student(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 3: the student `RUN/student/model.pt`, trained on the pseudo-labels of `student_studies`."
     lay = _layout(run)
@@ -211,6 +217,7 @@ def ensure_predictions(run, profile: Profile, data_root=None, device=None) -> Pa
     segment_studies(lay.cache, ckpt, lay.pred, student_of(profile), studies=ensure_split(lay, profile, data_root)["test"], device=device)
     return lay.pred
 
+# %% ../nbs/20_pipeline.ipynb #bd89b0eb
 def positive_studies(run, profile: Profile, data_root=None, part: str = "test") -> list[str]:
     "Studies of one split part (`train`, `val`, `test`) with at least one PE-positive slice."
     import pandas as pd

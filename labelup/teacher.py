@@ -50,13 +50,13 @@ def label_precision(agree, # agree(a, b) -> score in [0, 1] of two attribution m
                    ):
     """The teacher's bf16 decision, for `Explainer(precision=...)`: on a study's first window, bf16 is kept when its labels
     agree with float32's at least as well as float32's agree with float32 at twice the points (the quadrature error the
-    plain reference accepts anyway), or to `bf16_min_dice`."""
+    plain reference accepts anyway), or to `amp_min_dice`."""
     def decide(ex, x, b):
         a16, a32 = bf16_pair(ex, x, b)   # the explainer is in float32 from here
         ex.bf16_score = float(agree(a16.float().cpu(), a32.float().cpu())); ex.quadrature_score = 1.0
-        if ex.bf16_score < ex.cfg.bf16_min_dice:
+        if ex.bf16_score < ex.cfg.amp_min_dice:
             ex.quadrature_score = float(agree(a32.float().cpu(), ex._ig(x, b, 2 * ex.steps).float().cpu()))
-        ex.amp = ex.bf16_score >= min(ex.cfg.bf16_min_dice, ex.quadrature_score)
+        ex.amp = ex.bf16_score >= min(ex.cfg.amp_min_dice, ex.quadrature_score)
         return a32
     return decide
 

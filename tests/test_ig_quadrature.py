@@ -24,7 +24,7 @@ def toy():
 
 
 def _cfg(**kw):
-    return TeacherCfg(bf16=False, channels_last=False, **kw)
+    return TeacherCfg(amp=False, channels_last=False, **kw)
 
 
 def _captum(model, x, rule, n):

@@ -28,7 +28,7 @@ def _dice0(a, b) -> float:
 
 def _float32_teacher(profile: Profile, steps: int) -> Profile:
     "The profile with float32 IG at `steps` points and no adaptive step count: an accuracy anchor."
-    return get_profile(profile, {"teacher.ig_steps": int(steps), "teacher.bf16": False, "teacher.adaptive_steps": 0,
+    return get_profile(profile, {"teacher.ig_steps": int(steps), "teacher.amp": False, "teacher.adaptive_steps": 0,
                                  "teacher.ig_rule": "gausslegendre", "teacher.ig_rule_steps": 0})
 
 # (rule, share of ig_steps): how far down can the step count go before the labels move further from converged IG than

@@ -25,7 +25,7 @@ def finetune_experiment(cache,          # prepare cache
                         annotations: str = "boxes", # training labels: "boxes" or "masks"
                         truth: str = "boxes",       # evaluation reference: "boxes" (the cache) or "masks"
                         masks_dir=None,  # true masks folder (annotations or truth == "masks")
-                        wsl_pred=None,   # folder with the WSL student's predictions (default: OUT/pred_wsl)
+                        wsl_pred_dir=None,   # folder with the WSL student's predictions (default: OUT/pred_wsl)
                         device: str | None = None,
                         progress: bool = False,
                         scratch: bool = True, # also train (and score) the from-scratch model; False: WSL baseline and fine-tuned only
@@ -47,7 +47,7 @@ def finetune_experiment(cache,          # prepare cache
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: every rank trains (DDP), rank 0 alone segments and scores
         return {"profile": profile.name, "annotations": annotations, "truth": truth, "split": split, "rows": [],
                 "results": {}, "models": {k: str(v) for k, v in models.items()}}
-    preds = {"WSL baseline": Path(wsl_pred) if wsl_pred else out / "pred_wsl",
+    preds = {"WSL baseline": Path(wsl_pred_dir) if wsl_pred_dir else out / "pred_wsl",
              "WSL fine-tuned": out / "pred_finetuned", "From scratch (He init)": out / "pred_scratch"}
     truth_dir = Path(cache) if truth == "boxes" else Path(masks_dir)
     results = {}

@@ -109,6 +109,7 @@ def table2(by_iter: dict, # references -> evaluate_by_iteration frame
     _write_table(t, results, "table2")
     return t
 
+# %% ../../nbs/22_tables2_3.ipynb #ea09c6f0
 def table3(by_iter: dict, results) -> pd.DataFrame:
     "Table III (unfiltered vs filtered at the best filtered iteration) beside the paper's; writes table3.md/.csv."
     rows = []
@@ -128,6 +129,7 @@ def _write_table(t: pd.DataFrame, results, stem: str):
     with atomic_path(results / f"{stem}.csv") as tmp: t.to_csv(tmp, index=False)
     write_text_atomic(results / f"{stem}.md", md_table(t))
 
+# %% ../../nbs/22_tables2_3.ipynb #10ea454c
 def fig5(df: pd.DataFrame, # evaluate_by_iteration frame (one reference setting)
          results, # results folder
          title: str = "",
@@ -148,6 +150,7 @@ def fig5(df: pd.DataFrame, # evaluate_by_iteration frame (one reference setting)
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig); return p
 
+# %% ../../nbs/22_tables2_3.ipynb #05ed9f7c
 def fig6(iterations: list, # iterations used per study (max over its windows)
          results, max_iterations: int = 10) -> Path:
     "Fig. 6: histogram of the iterations each study needed."
@@ -160,6 +163,7 @@ def fig6(iterations: list, # iterations used per study (max over its windows)
     with atomic_path(p) as tmp: fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig); return p
 
+# %% ../../nbs/22_tables2_3.ipynb #4b95d988
 def find_fig3_case(pseudo_dir, truth_dir, studies: list,
                    profile: Profile | None = None, # filter the labels as Table II does (None: unfiltered)
                   ) -> dict | None:
@@ -205,6 +209,7 @@ REFERENCE_SETTINGS = [  # (first reference, n_references, kind of references 2..
     ("zeros", 1, "noise"), ("blur", 1, "noise"), ("closing", 1, "noise"), ("mean", 1, "noise"), ("negatives", 1, "noise"),
     ("zeros", 5, "noise"), ("zeros", 5, "negatives"), ("closing", 5, "closing")]
 
+# %% ../../nbs/22_tables2_3.ipynb #429e125f
 def compare_references(cache, # `prepare` cache
                        checkpoint, # stage-1 model.pt
                        out_root, # one pseudo-label folder per setting is written below it
@@ -233,6 +238,7 @@ def compare_references(cache, # `prepare` cache
     t["_f1"] = t.f1.fillna(-1)
     return t.sort_values(["_f1", "n_references", "seconds"], ascending=[False, True, True]).drop(columns="_f1").reset_index(drop=True)
 
+# %% ../../nbs/22_tables2_3.ipynb #302b0356
 def stage2_claims(by_iter: dict, iterations: list) -> list[dict]:
     "The paper's stage-2 claims with whether they hold in this run."
     out = []
