@@ -63,6 +63,7 @@ class DataCfg:
     split_seed: int = 0
     seed: int = 0                    # phantom seed
 
+# %% ../nbs/00a_config.ipynb #1fb4864a
 @dataclass
 class ClassifierCfg:
     "Stage 1: the 2.5D slice classifier (paper III.A)."
@@ -100,6 +101,7 @@ class ClassifierCfg:
     shift: float = 0.05              # translation, fraction of the image
     eval_batch_size: int = field(default=32, metadata={"runtime": True})  # slabs per forward pass when scoring
 
+# %% ../nbs/00a_config.ipynb #517019b8
 @dataclass
 class TeacherCfg:
     "Stage 2: Integrated Gradients teacher (paper III.B, Algorithm 1)."
@@ -136,6 +138,7 @@ class TeacherCfg:
     agg_threshold: float = 0.3       # Gaussian-weighted vote of the windows needed to label a voxel
     tune_filter: bool = False        # choose min_cluster_voxels and agg_threshold on the run's validation studies (10_teacher, `teacher_profile`)
 
+# %% ../nbs/00a_config.ipynb #40a29230
 @dataclass
 class StudentCfg:
     "Stage 3: the DynUNet student (paper III.C)."
@@ -171,6 +174,7 @@ class StudentCfg:
     amp: bool = True
     amp_cpu: bool = False            # allow bfloat16 autocast on a CPU: used where the first batch measures it faster (engine)
 
+# %% ../nbs/00a_config.ipynb #0e1f5efd
 @dataclass
 class BenchCfg:
     "Benchmark and report settings: how results are measured, never what a stage produces."
@@ -180,11 +184,13 @@ class BenchCfg:
     reference_studies: int = 0       # validation studies the IG references are compared on in 22_tables2_3 (0: all)
     evidence_patch_steps: int = 40   # 22b_evidence: training steps of the strongly supervised clot-patch network
 
+# %% ../nbs/00a_config.ipynb #579e78ea
 def outcome_settings(cfg, # a profile section (dataclass)
                     ) -> dict:
     "The settings of `cfg` that change what a stage produces: every field but those marked `runtime` (speed, memory)."
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if not f.metadata.get("runtime")}
 
+# %% ../nbs/00a_config.ipynb #3130fb7e
 @dataclass
 class FinetuneCfg:
     "Fine-tuning on a few human annotations (Table VI)."
@@ -197,6 +203,7 @@ class FinetuneCfg:
     scratch_warmup: int = 5
     final_lr: float = 1e-7
 
+# %% ../nbs/00a_config.ipynb #0455a835
 @dataclass
 class Profile:
     "All parameters of one run, grouped by stage."
@@ -214,6 +221,7 @@ class Profile:
 def _smoke() -> Profile:   # the transfer and cross-family checks' code paths on two studies each
     return Profile(name="smoke", data=DataCfg(holdout_regime="late", transfer_studies=2, family_studies=2))
 
+# %% ../nbs/00a_config.ipynb #cdf89713
 def _synthetic() -> Profile:
     return Profile(
         name="synthetic",
@@ -273,6 +281,7 @@ def _synthetic() -> Profile:
                              scratch_warmup=15),
     )
 
+# %% ../nbs/00a_config.ipynb #71924a05
 def _paper() -> Profile:
     return Profile(
         name="paper",
@@ -288,6 +297,7 @@ def _paper() -> Profile:
                              scratch_warmup=500),
     )
 
+# %% ../nbs/00a_config.ipynb #c01ad465
 def _fine() -> Profile:
     p = _synthetic()
     return replace(p,
@@ -319,6 +329,7 @@ def _coerce(old, value):
         return tuple(type(old[0])(v) for v in value.strip("()[] ").split(",") if v.strip())
     return type(old)(value)
 
+# %% ../nbs/00a_config.ipynb #e29c5245
 # Which values each key accepts; what is not listed is a number >= 0 (ints, floats, tuple entries >= 1)
 _AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifier.iterations", "classifier.batch_size",
                  "classifier.eval_batch_size", "teacher.ig_steps", "teacher.n_references", "teacher.max_iterations",
@@ -365,6 +376,7 @@ def _value_problem(key: str, v) -> str | None:
     if attr in ("lr", "scratch_lr", "window_width"): return None if v > 0 else "must be > 0"
     return None if v >= 0 else "must be >= 0"
 
+# %% ../nbs/00a_config.ipynb #c9d279a2
 _SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
 _KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
                 "teacher.bench_converged": "bench.teacher_converged", "teacher.window_batch": "teacher.slab_batch",
@@ -378,6 +390,7 @@ def _canonical_key(key: str) -> str:
     section, dot, attr = key.partition(".")
     return _SECTION_ALIASES.get(section, section) + dot + attr
 
+# %% ../nbs/00a_config.ipynb #93485fdf
 def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthetic`, `paper`) or a Profile
                 overrides: dict | list | None = None, # {"classifier.lr": 3e-4} or ["classifier.lr=3e-4"]
                ) -> Profile:
@@ -409,6 +422,7 @@ def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthet
         setattr(p, section, replace(cfg, **{attr: new}))
     return p
 
+# %% ../nbs/00a_config.ipynb #aaee559c
 def profile_keys() -> list[str]:
     "Every `section.key` a profile has (what `--set` accepts)."
     p = Profile()
@@ -423,6 +437,7 @@ def _type_problem(default, v) -> str | None:
     if isinstance(default, str) or default is None: return None if v is None or isinstance(v, str) else "expected text"
     return None
 
+# %% ../nbs/00a_config.ipynb #361bd36f
 def profile_from_dict(d: dict, # a profile saved with `Profile.to_dict`
                       source: str = "stored profile", # what the error names: the checkpoint or record it came from
                      ) -> Profile:
