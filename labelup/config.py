@@ -14,7 +14,8 @@ from .runtime import configure_threads
 # %% auto #0
 __all__ = ['PAPER_SIZE', 'PROFILES', 'CHOICES', 'paper_px', 'paper_voxels', 'voxels_to_paper', 'paper_distance', 'DataCfg',
            'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile',
-           'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args', 'profile_from_args', 'profile_table']
+           'canonical_record', 'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args',
+           'profile_from_args', 'profile_table']
 
 # %% ../nbs/00a_config.ipynb #c77086a2
 PAPER_SIZE = 512   # the paper's in-plane image size: sizes in paper units are given at 512 x 512
@@ -389,6 +390,22 @@ def _canonical_key(key: str) -> str:
     key = _KEY_ALIASES.get(key, key)
     section, dot, attr = key.partition(".")
     return _SECTION_ALIASES.get(section, section) + dot + attr
+
+_SECTIONS = ("data", "classifier", "teacher", "student", "finetune", "bench")
+
+def canonical_record(d):
+    """A stored record (a stage's `settings.json`, a checkpoint's profile) with old key names replaced inside every
+    profile section it holds, at any depth: a result recorded under `teacher.bf16` is the same as one under `teacher.amp`."""
+    if isinstance(d, list): return [canonical_record(x) for x in d]
+    if not isinstance(d, dict): return d
+    out = {}
+    for k, v in d.items():
+        s = _SECTION_ALIASES.get(k, k)
+        if s in _SECTIONS and isinstance(v, dict):
+            k, v = s, {(_canonical_key(f"{s}.{a}").partition(".")[2] if _canonical_key(f"{s}.{a}").startswith(s + ".") else a): b
+                       for a, b in v.items()}
+        out[k] = canonical_record(v)
+    return out
 
 # %% ../nbs/00a_config.ipynb #93485fdf
 def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthetic`, `paper`) or a Profile

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import UsageError, InputError, short_name, check_study_size
-from .config import Profile, profile_from_dict, outcome_settings
+from .config import Profile, profile_from_dict, outcome_settings, canonical_record
 
 # %% auto #0
 __all__ = ['CHECKPOINT_KINDS', 'DATA_OUTCOME', 'md_table', 'RunLayout', 'writer_tag', 'temporary_dir', 'atomic_path',
@@ -231,7 +231,7 @@ def claim_output(out, # a stage's output folder
     if out.exists() and not out.is_dir(): raise UsageError(f"{out}: exists and is not a folder")
     cur = json.loads(json.dumps(settings, default=str))
     if f.is_file():
-        old = json.loads(f.read_text())
+        old = canonical_record(json.loads(f.read_text()))   # old key names (teacher.bf16) mean what the new ones do
         if old != cur:
             a, b = _flat(old), _flat(cur)
             diff = [f"{k}: {a.get(k, '-')} -> {b.get(k, '-')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
