@@ -550,6 +550,7 @@ def cli_bench_prepare(*,
     print(jsonlib.dumps(rec))
     return 0 if rec["identical_output"] else 1
 
+# %% ../nbs/99_cli.ipynb #40ea0990
 @bench_command("teacher", "the project's teacher vs captum IG slab by slab")
 def cli_bench_teacher(*,
                       json,
@@ -585,6 +586,7 @@ def cli_bench_teacher(*,
         dc = res["dice_to_converged"]
         print(f"Dice to float32 IG at {dc['steps']} steps: reference {dc['reference']:.4f}, teacher {dc['fast']:.4f}")
 
+# %% ../nbs/99_cli.ipynb #7d2dd18c
 @bench_command("student", "the DynUNet student vs the teacher on the same study")
 def cli_bench_student(*,
                       json: out_file = None, # write the results here
@@ -603,6 +605,7 @@ def cli_bench_student(*,
           f"{tuple(r['shape'])} [{r['device']}]: student {r['student_over_teacher_speed']:.1f}x faster")
     if json: write_json_atomic(json, r)
 
+# %% ../nbs/99_cli.ipynb #1e828a40
 def _stage_line(quiet: bool):
     "A callback printing `[seconds] stage` lines to stderr as a benchmark goes (None when quiet)."
     t0 = time.time()
@@ -637,6 +640,7 @@ def cli_bench_scale(*,
         from labelup.files import write_text_atomic
         write_text_atomic(report, scale_report(rec, jsonlib.loads(Path(memory).read_text()) if memory else None))
 
+# %% ../nbs/99_cli.ipynb #d7a16e36
 @bench_command("memory", "peak RSS of short trainings on few and on many studies (training memory is flat)")
 def cli_bench_memory(*,
                      json,

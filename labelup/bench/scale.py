@@ -64,6 +64,7 @@ def _amp_ctx(device: str, enabled: bool):
 
 def _gpu(device: str) -> bool: return device.startswith("cuda")
 
+# %% ../../nbs/29_bench_scale.ipynb #346474e9
 def bench_classifier_step(p: Profile, device: str, batch: int, steps: int = 2) -> dict:
     "One training step of the slice classifier (augmentation, forward, focal loss, backward, AdamW) per call."
     from labelup.classifier import Augment, build_classifier, focal_loss
@@ -84,6 +85,7 @@ def bench_classifier_step(p: Profile, device: str, batch: int, steps: int = 2) -
     return dict(stage="classifier training step", unit="sample", seconds_per_unit=t / batch, step_s=t, batch=batch,
                 shape=[batch, ctx, S, S], network=c.backbone, parameters_m=round(n / 1e6, 1), amp=amp, **mem)
 
+# %% ../../nbs/29_bench_scale.ipynb #d80a4e3c
 def bench_ig(p: Profile, device: str, steps: int | None = None, model=None) -> dict:
     "IG on one slab: the cost of one IG sample (forward + input gradient), measured with `steps` steps on 1 reference."
     from dataclasses import replace
@@ -100,6 +102,7 @@ def bench_ig(p: Profile, device: str, steps: int | None = None, model=None) -> d
                 measured_s=sec, slab_s_at_profile=per_sample * t.ig_steps * refs, profile_steps=t.ig_steps,
                 profile_references=refs, ig_batch=ex.ig_batch, bf16=ex.amp, shape=[1, ctx, S, S], **mem), ex
 
+# %% ../../nbs/29_bench_scale.ipynb #d62379d1
 def bench_iteration(p: Profile, device: str, ex: Explainer, ig_sample_s: float, study_slices: int = 235) -> dict:
     "One Algorithm-1 iteration on one slab (gate, IG, hysteresis, masking, re-check), scaled to every slab of a study."
     from labelup.iterate import iterate_slab
@@ -115,6 +118,7 @@ def bench_iteration(p: Profile, device: str, ex: Explainer, ig_sample_s: float, 
                 study_iteration_s_profile_refs=(ig_sample_s * p.teacher.ig_steps * max(1, p.teacher.n_references) + around) * study_slices,
                 shape=[study_slices, S, S], **mem)
 
+# %% ../../nbs/29_bench_scale.ipynb #5335af65
 def bench_student_step(p: Profile, device: str, batch: int, steps: int = 2) -> dict:
     "One training step of the DynUNet student (augmentation, MixUp, Generalized Dice, backward, AdamW) per call."
     from labelup.student import augment, build_student, mixup, segmentation_loss
@@ -134,6 +138,7 @@ def bench_student_step(p: Profile, device: str, batch: int, steps: int = 2) -> d
     return dict(stage="student training step", unit="sample", seconds_per_unit=t / batch, step_s=t, batch=batch,
                 shape=[batch, 1, *c.patch_size], filters=list(c.filters), parameters_m=round(n / 1e6, 1), amp=amp, **mem)
 
+# %% ../../nbs/29_bench_scale.ipynb #b7e4c601
 def sliding_windows(shape_hwd, roi, step) -> int:
     "How many patches MONAI's sliding window places on a volume (H, W, D): per axis ceil((L - roi) / step) + 1."
     return math.prod(1 if L <= r else math.ceil((L - r) / s) + 1 for L, r, s in zip(shape_hwd, roi, step))
@@ -375,6 +380,7 @@ with open("/proc/self/status") as f: hwm = next(int(l.split()[1]) for l in f if 
 print(json.dumps(dict(peak_rss_mb=round(max(hwm, peak["self"]) / 1024, 1), workers_peak_rss_mb=round(peak["workers"] / 1024, 1))))
 '''
 
+# %% ../../nbs/29_bench_scale.ipynb #20eb9692
 def _child(args: list, env=None) -> dict:
     import json, subprocess, sys
     r = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True,
@@ -382,6 +388,7 @@ def _child(args: list, env=None) -> dict:
     if r.returncode: raise RuntimeError(f"bench memory child {args[0]} failed: {r.stderr[-1500:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+# %% ../../nbs/29_bench_scale.ipynb #25cdb258
 def bench_memory(studies=(8, 64),        # study counts compared
                  shape=(96, 512, 512),   # (slices, rows, columns) of every study
                  iterations: int = 3,    # training iterations per run
