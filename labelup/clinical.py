@@ -18,7 +18,7 @@ from .files import atomic_path, load_volume, save_volume, sweep_temporaries, tem
 from .runtime import file_hash
 from .dicom import DicomSeriesError, _sop_uid, lenient_dicom, read_series
 from .data import orientation_flips, reorient
-from .student import load_student, postprocess, predict_probabilities
+from .student import crop_box, load_student, postprocess, predict_probabilities
 from .settings import StudentSettings, student_of
 
 _log = get_logger("labelup.clinical")
@@ -159,6 +159,12 @@ def pe_table(mask: np.ndarray,   # binary vol[z, y, x]
     return df.round({c: 3 for c in PE_COLUMNS[1:5]} | {"max_prob": 4, "mean_prob": 4})
 
 # %% ../nbs/13_clinical.ipynb #df5f1c98
+def _output_box(box, shape_zyx, flips) -> list | None:
+    "The box the student read, [[z0, z1], [y0, y1], [x0, x1]], on the written mask's grid (after `reorient`'s flips)."
+    if box is None: return None
+    fx, fy, fz = flips
+    return [[n - b, n - a] if f else [a, b] for (a, b), n, f in zip(box, shape_zyx, (fz, fy, fx))]
+
 def segment_study(source,                # a DICOM series folder, a study tree or a NIfTI file
                   checkpoint,            # a student model.pt
                   series_uid: str | None = None, # with a study tree: this series
@@ -175,13 +181,15 @@ def segment_study(source,                # a DICOM series folder, a study tree o
         model, prof = load_student(checkpoint, device)
         settings = settings or student_of(prof)
     if settings is None: raise ValueError("segment_study: pass `settings` with `model`")
-    prob = predict_probabilities(model, inp["image"], **settings.inference_args(), device=device)
+    box = crop_box(inp["image"], settings.cfg.crop)   # the box around the lungs the student reads (None: all of the study)
+    prob = predict_probabilities(model, inp["image"], **{**settings.inference_args(), "crop": box or "none"}, device=device)
     post = settings.postprocess_args(prob.shape[1:])   # threshold and the stage-2 filters, as the settings say
     mask, n = postprocess(prob, **post)
     mask, aff = reorient(mask, inp["affine"], inp["flips"]); prob = reorient(prob, inp["affine"], inp["flips"])[0]
     pes = pe_table(mask, prob, aff)
     rec = dict(study=inp["name"], kind=inp["kind"], series_uid=inp["series_uid"], shape=list(mask.shape), components=int(n),
                voxels=int(mask.sum()), threshold=post["threshold"], window=settings.cfg.sw_roi,
+               crop=settings.cfg.crop, crop_box=_output_box(box, mask.shape, inp["flips"]),
                filters=post["cluster_filter"] is not None, seconds=round(time.perf_counter() - t0, 3),
                checkpoint=checkpoint_hash or (file_hash(checkpoint) if checkpoint is not None else "in-memory"))
     return dict(mask=mask, prob=prob, affine=aff, pes=pes, record=rec, input=inp)

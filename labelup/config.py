@@ -393,6 +393,14 @@ def _canonical_key(key: str) -> str:
 
 _SECTIONS = ("data", "classifier", "teacher", "student", "finetune", "bench")
 
+def _canonical_section(section: str, values: dict) -> dict:
+    "One section's stored values under their current key names (teacher.window_batch -> slab_batch, bf16 -> amp)."
+    out = {}
+    for a, b in values.items():
+        k = _canonical_key(f"{section}.{a}")
+        out[k.partition(".")[2] if k.startswith(section + ".") else a] = b
+    return out
+
 def canonical_record(d):
     """A stored record (a stage's `settings.json`, a checkpoint's profile) with old key names replaced inside every
     profile section it holds, at any depth: a result recorded under `teacher.bf16` is the same as one under `teacher.amp`."""
@@ -402,8 +410,7 @@ def canonical_record(d):
     for k, v in d.items():
         s = _SECTION_ALIASES.get(k, k)
         if s in _SECTIONS and isinstance(v, dict):
-            k, v = s, {(_canonical_key(f"{s}.{a}").partition(".")[2] if _canonical_key(f"{s}.{a}").startswith(s + ".") else a): b
-                       for a, b in v.items()}
+            k, v = s, _canonical_section(s, v)
         out[k] = canonical_record(v)
     return out
 
@@ -465,12 +472,11 @@ def profile_from_dict(d: dict, # a profile saved with `Profile.to_dict`
     for k, v in d.items():
         if k == "name": kw[k] = str(v); continue
         k = _SECTION_ALIASES.get(k, k)
-        if k not in ("data", "classifier", "teacher", "student", "finetune", "bench") or not isinstance(v, dict): continue
+        if k not in _SECTIONS or not isinstance(v, dict): continue
         cls = {"data": DataCfg, "classifier": ClassifierCfg, "teacher": TeacherCfg,
                "student": StudentCfg, "finetune": FinetuneCfg, "bench": BenchCfg}[k]
         known = {f.name: f for f in fields(cls)}
-        v = {_canonical_key(f"{k}.{a}").partition(".")[2] if _canonical_key(f"{k}.{a}").startswith(k + ".") else a: b
-             for a, b in v.items()}   # old key names within the section (teacher.window_batch -> teacher.slab_batch)
+        v = _canonical_section(k, v)   # old key names within the section (teacher.window_batch -> teacher.slab_batch)
         default = cls()
         for a, b in v.items():
             if a not in known: continue

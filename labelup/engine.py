@@ -319,7 +319,8 @@ def cached_probe(model, loss_fn, batch, device: str, precisions=("float32", "bfl
         except (OSError, ValueError): table = {}   # a damaged cache is measured again, not trusted
         if not isinstance(table, dict): table = {}
     hit = table.get(key)
-    if isinstance(hit, dict) and set(hit) == set(precisions) and all(isinstance(v, (int, float)) for v in hit.values()):
+    if (isinstance(hit, dict) and set(hit) == set(precisions)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in hit.values())):
         return hit, True
     out = probe_precision(model, loss_fn, batch, device, precisions)
     if path is not None:

@@ -30,8 +30,8 @@ from .store import build_store, read_box
 __all__ = ['SW_ROIS', 'CROPS', 'dynunet_plan', 'student_network', 'build_student', 'to_hwd', 'from_hwd', 'preprocess_image',
            'preprocess_label', 'read_study', 'read_label', 'foreground', 'PatchSampler', 'augment', 'mixup',
            'segmentation_loss', 'student_store_params', 'load_training_set', 'load_student', 'validation_f1',
-           'student_outcome', 'train_student', 'inference_window', 'lung_box', 'predict_probabilities', 'postprocess',
-           'segment_volume', 'segment_studies']
+           'student_outcome', 'train_student', 'inference_window', 'lung_box', 'crop_box', 'predict_probabilities',
+           'postprocess', 'segment_volume', 'segment_studies']
 
 # %% ../nbs/11_student.ipynb #cc321f04
 def dynunet_plan(patch_size: tuple,  # (H, W, D) network input patch
@@ -406,21 +406,34 @@ def lung_box(image_hu: np.ndarray, # HU vol[z, y, x]
              margin: float = 0.03, # added on each side, as a share of the axis (4 px of 128, 15 of 512; at least 2)
              body_hu: float = -500.0, # the body is denser than this (its largest connected part)
              air_hu: float = -400.0,  # lung is less dense than this, inside the body
+             min_share: float = 0.05, # lungs smaller than this share of the body are not trusted (phantom, chest family: 0.2-0.5)
             ) -> tuple | None:
     """((z0, z1), (y0, y1), (x0, x1)) around the lungs, `margin` wider: where the student needs to look. None when no lungs
-    are found (no air inside the body: not a chest, or not CT); then the whole study is read."""
+    are found (too little air inside the body: not a chest, or not CT); then the whole study is read."""
     s = max(1, int(image_hu.shape[1]) // 128); v = np.asarray(image_hu[:, ::s, ::s])
     lab, n = ndimage.label(v > body_hu)
     if n == 0: return None
     body = lab == (np.bincount(lab.ravel())[1:].argmax() + 1)
     lungs = np.stack([ndimage.binary_fill_holes(b) for b in body]) & (v < air_hu)
-    if lungs.sum() < 1e-3 * body.sum(): return None
+    if lungs.sum() < min_share * body.sum(): return None
     box = []
     for a, n_a in enumerate(image_hu.shape):
         idx = np.nonzero(lungs.any(axis=tuple(j for j in range(3) if j != a)))[0]
         f = 1 if a == 0 else s; m = max(2, int(round(margin * n_a)))
         box.append((max(0, int(idx[0]) * f - m), min(int(n_a), (int(idx[-1]) + 1) * f + m)))
     return tuple(box)
+
+def crop_box(image_hu: np.ndarray, # HU vol[z, y, x]
+             crop,                 # "lungs", "none", or a box ((z0, z1), (y0, y1), (x0, x1)) already found
+            ) -> tuple | None:
+    "The box inference reads (None: the whole study): `lung_box` for \"lungs\", a given box checked against the study."
+    if isinstance(crop, (tuple, list)):
+        box = tuple((int(a), int(b)) for a, b in crop)
+        if len(box) != 3 or any(not 0 <= a < b <= n for (a, b), n in zip(box, np.shape(image_hu))):
+            raise ValueError(f"crop box {crop!r} does not lie inside the study {tuple(np.shape(image_hu))}")
+        return box
+    if crop not in CROPS: raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+    return lung_box(image_hu) if crop == "lungs" else None
 
 # %% ../nbs/11_student.ipynb #cd7f1cef
 @torch.inference_mode()
@@ -436,16 +449,15 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           amp: bool = True,       # reduced precision (float16 on CUDA, bfloat16 on CPUs that run it natively)
                           window: str = "patch",  # "patch": windows of roi_size, steps sw_step; "auto": `inference_window`
                           memory_fraction: float = 0.5, # with "auto": share of the free memory one window may use
-                          crop: str = "none",     # "lungs": read only `lung_box` (probability 0 outside); "none": all of it
+                          crop="none",            # "lungs": read only `lung_box` (probability 0 outside); "none": all of it; or a box (`crop_box`)
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
     if window not in SW_ROIS: raise ValueError(f"window must be one of {SW_ROIS}, got {window!r}")
     dev = pick_device(device)
-    if crop not in CROPS: raise ValueError(f"crop must be one of {CROPS}, got {crop!r}")
+    box = crop_box(image_hu, crop)
     x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
     full, part = tuple(x.shape[2:]), None
-    box = lung_box(image_hu) if crop == "lungs" else None
     if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resized
         (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = full[0] / image_hu.shape[1], full[1] / image_hu.shape[2]
         part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
@@ -493,7 +505,8 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
                    record: dict | None = None) -> dict:
     "Segment one HU volume and write `out/<name>.nii.gz` (+ `_prob`, + `.json`); returns the record (filters: as `segment_studies`)."
     t0 = time.perf_counter()
-    prob = predict_probabilities(model, image_hu, **settings.inference_args(), device=device)
+    box = crop_box(image_hu, settings.cfg.crop)
+    prob = predict_probabilities(model, image_hu, **{**settings.inference_args(), "crop": box or "none"}, device=device)
     post = settings.postprocess_args(np.shape(image_hu)[1:], filters)
     mask, n = postprocess(prob, **post)
     secs = time.perf_counter() - t0
@@ -502,7 +515,7 @@ def segment_volume(model, image_hu: np.ndarray, affine: np.ndarray, out, name: s
     save_volume(out / f"{name}.nii.gz", mask, affine, dtype=np.uint8)
     rec = dict(study=name, seconds=round(secs, 4), components=n, voxels=int(mask.sum()), shape=list(mask.shape),
                threshold=post["threshold"], filters=post["cluster_filter"] is not None, window=settings.cfg.sw_roi,
-               **(record or {}))
+               crop=settings.cfg.crop, crop_box=[list(b) for b in box] if box else None, **(record or {}))
     write_json_atomic(out / f"{name}.json", rec)
     return rec
 
@@ -535,7 +548,7 @@ def segment_studies(cache,            # prepare cache
                              f"{Path(checkpoint).name}); pass --force to redo them, or choose another --out")
         done = (rec is not None and rec.get("checkpoint") == h and (out / f"{s}.nii.gz").exists()
                 and rec.get("filters", False) == filters and rec.get("threshold") == st.cfg.threshold
-                and rec.get("window", "patch") == st.cfg.sw_roi
+                and rec.get("window", "patch") == st.cfg.sw_roi and rec.get("crop", "none") == st.cfg.crop
                 and (not probabilities or (out / f"{s}_prob.nii.gz").exists()))
         if not done:
             img, aff = read_study(cache, s)
