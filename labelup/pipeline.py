@@ -153,34 +153,62 @@ def teacher_pool(cache, profile: Profile) -> list | None:
     return split_studies(cache, profile.data)["train"] if uses_negatives(profile.teacher) else None
 
 # %% ../nbs/20_pipeline.ipynb #ca715462
+def _tune_on(lay, profile: Profile, out: Path, val: list, ckpt, device) -> dict:
+    "Label `val` with `profile`'s teacher into `out` (with vote maps) and tune its filters there: the chosen row and its F1."
+    from labelup.teacher import choose_filters, pseudo_label
+    from labelup.settings import teacher_of
+    out.mkdir(parents=True, exist_ok=True)
+    pseudo_label(lay.cache, ckpt, out, teacher_of(profile), studies=val, device=device, votes=True,
+                 pool_studies=teacher_pool(lay.cache, profile))
+    if profile.teacher.tune_filter:
+        choice, table = choose_filters(out, lay.cache, val, teacher_of(profile))
+    else:   # the profile's own filters, scored
+        table = choose_filters(out, lay.cache, val, teacher_of(profile), ladder=(1.0,), votes=())[1]
+        choice = dict(min_cluster_voxels=profile.teacher.min_cluster_voxels, agg_threshold=profile.teacher.agg_threshold)
+    table.to_csv(out / "sweep.csv", index=False)
+    best = table[table.chosen].iloc[0]
+    return dict(choice, f1=float(best.f1) if best.f1 == best.f1 else None, tp=int(best.tp), fp=int(best.fp), fn=int(best.fn))
+
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
-    and vote threshold chosen on the run's positive validation studies (`labelup.teacher.choose_filters`; the teacher labels them once
-    into `RUN/teacher_tuning/`, which keeps `choice.json` and `sweep.csv`)."""
+    and vote threshold, and with `teacher.tune_reference` its IG reference and mask fill (`labelup.teacher.REFERENCE_CHOICES`),
+    chosen on the run's positive validation studies. The teacher labels them once into `RUN/teacher_tuning/` (the profile's own
+    reference; the others in `RUN/teacher_tuning/<choice>/`), which keeps `choice.json`, `sweep.csv` and `references.csv`."""
     import json
-    if not profile.teacher.tune_filter: return profile
+    import pandas as pd
+    t = profile.teacher
+    tuned = [k for k, on in (("filter", t.tune_filter), ("reference", t.tune_reference)) if on]
+    if not tuned: return profile
     from labelup.config import get_profile
     from labelup.files import write_json_atomic
     lay = _layout(run); out = lay.root / "teacher_tuning"
     f = out / "choice.json"
-    if not f.is_file():
-        from labelup.teacher import choose_filters, pseudo_label
-        from labelup.settings import teacher_of
+    if not f.is_file() or json.loads(f.read_text()).get("tuned", ["filter"]) != tuned:
+        from labelup.teacher import reference_candidates
         val = positive_studies(lay, profile, data_root, "val")
-        if not val: raise ValueError("teacher.tune_filter: the run has no PE-positive validation study to choose on")
+        if not val: raise ValueError(f"teacher.tune_{tuned[0]}: the run has no PE-positive validation study to choose on")
         ckpt = ensure_classifier(lay, profile, data_root, device)
-        pseudo_label(lay.cache, ckpt, out, teacher_of(profile), studies=val, device=device, votes=True,
-                     pool_studies=teacher_pool(lay.cache, profile))
-        choice, table = choose_filters(out, lay.cache, val, teacher_of(profile))
-        table.to_csv(out / "sweep.csv", index=False)
-        write_json_atomic(f, dict(choice, profile_min_cluster_voxels=profile.teacher.min_cluster_voxels,
-                                  profile_agg_threshold=profile.teacher.agg_threshold, studies=len(val)))
-        log.info(f"teacher.tune_filter: min_cluster_voxels {profile.teacher.min_cluster_voxels} -> {choice['min_cluster_voxels']} "
-                 f"(paper units), agg_threshold {profile.teacher.agg_threshold} -> {choice['agg_threshold']}, "
-                 f"chosen on {len(val)} validation studies")
+        cands = reference_candidates(t) if t.tune_reference else [("profile", {})]
+        rows = []
+        for k, (name, keys) in enumerate(cands):
+            p = get_profile(profile, {f"teacher.{a}": v for a, v in keys.items()})
+            rows.append(dict(choice=name, **keys, **_tune_on(lay, p, out if k == 0 else out / name, val, ckpt, device)))
+        table = pd.DataFrame(rows)
+        best = table.assign(f1_=table.f1.fillna(-1.0)).sort_values("f1_", ascending=False, kind="stable").iloc[0]   # a tie: the profile's own
+        if t.tune_reference: table.assign(chosen=table.choice == best.choice).to_csv(out / "references.csv", index=False)
+        choice = dict(min_cluster_voxels=int(best.min_cluster_voxels), agg_threshold=float(best.agg_threshold),
+                      **({k: best[k] for k in cands[0][1]} if t.tune_reference else {}))
+        write_json_atomic(f, dict(choice, tuned=tuned, choice=str(best.choice), f1=None if best.f1 != best.f1 else float(best.f1),
+                                  profile_min_cluster_voxels=t.min_cluster_voxels, profile_agg_threshold=t.agg_threshold,
+                                  profile_reference=t.reference, profile_mask_fill=t.mask_fill, studies=len(val)))
+        log.info(f"teacher tuning on {len(val)} validation studies: min_cluster_voxels {t.min_cluster_voxels} -> "
+                 f"{choice['min_cluster_voxels']} (paper units), agg_threshold {t.agg_threshold} -> {choice['agg_threshold']}"
+                 + (f", reference {t.reference}/{t.mask_fill} -> {choice['reference']}/{choice['mask_fill']}" if t.tune_reference else ""))
     ch = json.loads(f.read_text())
-    return get_profile(profile, {"teacher.min_cluster_voxels": int(ch["min_cluster_voxels"]),
-                                 "teacher.agg_threshold": float(ch.get("agg_threshold", profile.teacher.agg_threshold))})
+    keys = {"teacher.min_cluster_voxels": int(ch["min_cluster_voxels"]),
+            "teacher.agg_threshold": float(ch.get("agg_threshold", t.agg_threshold))}
+    if t.tune_reference: keys.update({f"teacher.{k}": ch[k] for k in ("reference", "extra_references", "mask_fill")})
+    return get_profile(profile, keys)
 
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."

@@ -27,9 +27,9 @@ from .iterate import labels_at, teach_volume, window_label_dice
 from .settings import TeacherSettings
 
 # %% auto #0
-__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'to_cache_grid', 'label_precision', 'teacher_explainer', 'uses_negatives',
-           'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done', 'pseudo_label',
-           'choose_filters', 'choose_size_filter']
+__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'REFERENCE_CHOICES', 'to_cache_grid', 'label_precision', 'teacher_explainer',
+           'uses_negatives', 'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done',
+           'pseudo_label', 'choose_filters', 'choose_size_filter', 'reference_candidates']
 
 # %% ../nbs/10_teacher.ipynb #23d375c8
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -258,4 +258,18 @@ def choose_size_filter(pseudo_dir, truth_dir, studies: list, settings: TeacherSe
     "`(teacher.min_cluster_voxels, table)`: `choose_filters` at the settings' vote threshold (the size alone)."
     choice, tab = choose_filters(pseudo_dir, truth_dir, studies, settings, ladder, votes=())
     return choice["min_cluster_voxels"], tab
+
+
+# %% ../nbs/10_teacher.ipynb #300701b8
+REFERENCE_CHOICES = {   # name: the teacher settings it sets (reference, references 2..n, what Algorithm 1 writes over a clot)
+    "paper": dict(reference="zeros", extra_references="noise", mask_fill="zeros"),
+    "closing": dict(reference="closing", extra_references="closing", mask_fill="closing"),
+    "blur": dict(reference="blur", extra_references="noise", mask_fill="closing"),
+    "mean": dict(reference="mean", extra_references="noise", mask_fill="closing")}
+
+def reference_candidates(cfg) -> list[tuple[str, dict]]:
+    "`[(name, settings)]` to try: `cfg`'s own reference setting (a `TeacherCfg`) first, then the other `REFERENCE_CHOICES`."
+    own = {k: getattr(cfg, k) for k in REFERENCE_CHOICES["paper"]}
+    name = next((n for n, s in REFERENCE_CHOICES.items() if s == own), "profile")
+    return [(name, own)] + [(n, s) for n, s in REFERENCE_CHOICES.items() if s != own]
 

@@ -1,5 +1,6 @@
 """`teacher.tune_filter` (issue: evidence): the minimum cluster size a run uses is chosen on its own validation studies,
-once, and stage 2 and 3 use it; the test studies play no part."""
+once, and stage 2 and 3 use it; the test studies play no part. With `teacher.tune_reference` the IG reference and
+mask fill are chosen there too."""
 import json
 
 import pandas as pd
@@ -9,7 +10,7 @@ from labelup.pipeline import ensure_split, positive_studies, teacher_profile
 
 
 def test_size_filter_chosen_on_validation(tmp_path):
-    p = get_profile("smoke", ["teacher.tune_filter=true", "data.val_fraction=0.3"])
+    p = get_profile("smoke", ["teacher.tune_filter=true", "teacher.tune_reference=true", "data.val_fraction=0.3"])
     assert teacher_profile(tmp_path, get_profile("smoke"), None) == get_profile("smoke")   # off: the profile as it is
     tuned = teacher_profile(tmp_path, p, None, "cpu")
     ch = json.loads((tmp_path / "teacher_tuning" / "choice.json").read_text())
@@ -25,3 +26,12 @@ def test_size_filter_chosen_on_validation(tmp_path):
     assert labelled == sorted(val) and not set(labelled) & set(test)                  # chosen on validation only
     assert sorted(f.name[:-7] for f in (tmp_path / "teacher_tuning" / "votes").glob("*.nii.gz")) == sorted(val)
     assert teacher_profile(tmp_path, p, None, "cpu") == tuned                            # once per run
+    refs = pd.read_csv(tmp_path / "teacher_tuning" / "references.csv")
+    assert refs.choice.tolist()[0] == "paper" and len(refs) == 4                           # the smoke profile's own (zeros) first
+    win = refs[refs.chosen].iloc[0]
+    assert refs.chosen.sum() == 1 and win.f1 == refs.f1.max() and win.choice == ch["choice"]
+    assert (tuned.teacher.reference, tuned.teacher.mask_fill) == (win.reference, win.mask_fill)
+    assert tuned.teacher.min_cluster_voxels == win.min_cluster_voxels                     # the filters tuned with that reference
+    for c in refs.choice[1:]:                                                             # every other one labelled the same studies
+        assert sorted(f.name[:-7] for f in (tmp_path / "teacher_tuning" / c / "votes").glob("*.nii.gz")) == sorted(val)
+

@@ -136,12 +136,13 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
           ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning"),
-          ("references", "IG references compared on validation studies (the teacher's choice)"),
+          ("references", "IG references compared on validation studies"),
+          ("reference_choice", "The teacher's reference and mask fill, chosen on this run's validation studies"),
           ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training"),
           ("evidence", "Evidence: does the classifier look at the clot?"),
           ("families", "Cross-family: the classifier and teacher on another simulator"),
           ("recipe", "The stage-1 recipe: levers trained and scored in-family and zero-shot")]
-OPTIONAL_TABLES = {"recipe"}   # written only by an optional notebook: left out of the README when absent
+OPTIONAL_TABLES = {"recipe", "reference_choice"}   # written only by an optional notebook or setting: left out of the README when absent
 
 FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
            ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),
@@ -239,7 +240,15 @@ def _table_intro(res: Path, stem: str) -> list[str]:
         best = f"{r.reference} x{int(r.n_references)}" + (f" + {r.extra_references}" if int(r.n_references) > 1 else "")
         return [f"The teacher pseudo-labelled the first validation studies with each reference setting; rows are sorted by "
                 f"PE-level F1 against the phantom's true masks (the boxes, on real data), best first: here **{best}**. The "
-                "rest of the run uses the profile's `teacher.reference`.", ""]
+                "rest of the run uses the teacher's reference of the next table where the profile tunes it "
+                "(`teacher.tune_reference`), else the profile's `teacher.reference`.", ""]
+    if stem == "reference_choice" and (res / "reference_choice.csv").exists():
+        import pandas as pd
+        t = pd.read_csv(res / "reference_choice.csv"); c = t[t.chosen].iloc[0]
+        return [f"With `teacher.tune_reference`, the teacher labelled all its positive validation "
+                "studies once per setting (reference, references 2..n, Algorithm 1's mask fill), tuned the size filter and vote "
+                f"threshold on each, and kept the best PE-level F1 against the boxes: here **{c.choice}** (reference {c.reference}, "
+                f"mask fill {c.mask_fill}). Tables II-V use it.", ""]
     return []
 
 def write_results_readme(out, profile: str) -> Path:
