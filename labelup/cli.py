@@ -519,6 +519,7 @@ def cli_reproduce(*,
                   opts: ProfileOpts(example="classifier.iterations=100"),
                   notebooks: Many = None, # only these result notebooks
                   nbs: str = None, # folder of the project's notebooks
+                  compare: Many = None, # run folders of the same profile on other data (BYOD): the cross-family table joins their rows
                   quiet=False): # no cell progress bar (one line per notebook is still printed)
     "Regenerate every table and figure of the paper by running the notebooks with papermill."
     from labelup.paper.reproduce import reproduce
@@ -529,7 +530,7 @@ def cli_reproduce(*,
         elif ev["status"] == "done": print(f"{head}: done in {ev['seconds']:.0f} s", flush=True)
         else: print(f"{head}: done earlier, reused", flush=True)
     run_dir = reproduce(opts.profile, out, data, force, opts.device, opts.overrides, notebooks, nbs,
-                        progress=not quiet, on_stage=on_stage)
+                        progress=not quiet, on_stage=on_stage, compare=compare)
     print(f"results: {Path(run_dir) / 'results' / 'README.md'} ({time.time() - t0:.0f} s in all; "
           "per-notebook times in results/timings.json)")
 

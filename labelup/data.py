@@ -33,6 +33,7 @@ EXAM_COLUMNS = ["negative_exam_for_pe", "qa_motion", "qa_contrast", "flow_artifa
                 "acute_and_chronic_pe", "central_pe", "indeterminate"]
 _UID_DTYPES = {"StudyInstanceUID": str, "SeriesInstanceUID": str, "SOPInstanceUID": str}
 
+# %% ../nbs/02_data.ipynb #06af5115
 def read_labels(path, # RSPECT-style train.csv
                 name: str | None = None, # how messages name the file (default: the path; prepare: relative to the data root)
                ) -> pd.DataFrame:
@@ -48,6 +49,7 @@ def read_labels(path, # RSPECT-style train.csv
         raise ValueError(f"{name}: conflicting labels for the same SOPInstanceUID, e.g. {dup.SOPInstanceUID.iloc[0]}")
     return df.drop_duplicates("SOPInstanceUID")
 
+# %% ../nbs/02_data.ipynb #f3fcbdec
 def align_labels(labels: pd.DataFrame | None, # rows of one study (read_labels), or None
                  sop_uids: list,              # the volume's SOPInstanceUIDs in z order (geom["sop_uids"])
                  study: str = "",             # study id, for messages
@@ -64,6 +66,7 @@ def align_labels(labels: pd.DataFrame | None, # rows of one study (read_labels),
     if n_unl: _log.warning(f"study {study}: {n_unl} slice(s) without a label; marked -1")
     return out, dict(n_unlabelled=n_unl, n_not_on_disk=n_extra)
 
+# %% ../nbs/02_data.ipynb #8c855d2c
 def exam_labels(labels: pd.DataFrame | None, # rows of one study
                ) -> dict:
     "The exam-level columns of one study (first row; -1 where a column is absent)."
@@ -88,6 +91,7 @@ def _box_problems(raw: pd.DataFrame, num: pd.DataFrame) -> pd.Series:
         out.iloc[i] = f"line {num.index[i] + 2}: {c} {str(raw[c].iloc[i])!r} is not a finite, non-negative number"
     return out
 
+# %% ../nbs/02_data.ipynb #9e1e5996
 def read_boxes(path,                     # boxes CSV, one row per box
                columns: dict | None = None, # our column name -> the CSV's column name, e.g. {"width": "w"}
                invalid: str = "drop",    # rows with a non-numeric, non-finite or negative value: "drop" them, or "keep" them
@@ -112,6 +116,7 @@ def read_boxes(path,                     # boxes CSV, one row per box
     if invalid == "keep": return df.assign(problem=problem)
     return df[~bad].reset_index(drop=True)
 
+# %% ../nbs/02_data.ipynb #9e5ce8e8
 def boxes_to_mask(boxes: pd.DataFrame | None, # box rows of one series (read_boxes)
                   sop_uids: list,             # the volume's SOPInstanceUIDs in z order
                   shape: tuple,               # volume shape (Z, Y, X)
@@ -168,6 +173,7 @@ def axis_codes(affine) -> str:
     a = np.asarray(affine, dtype=np.float64)[:3, :3]
     return "".join(("RAS" if a[np.abs(a[:, k]).argmax(), k] > 0 else "LPI")[np.abs(a[:, k]).argmax()] for k in range(3))
 
+# %% ../nbs/02_data.ipynb #a5f0ce15
 def orientation_flips(affine, # 4x4 RAS affine of vol[z, y, x] (voxel order x, y, z)
                       name: str = "series", # for the message
                      ) -> tuple[bool, bool, bool]:
@@ -178,6 +184,7 @@ def orientation_flips(affine, # 4x4 RAS affine of vol[z, y, x] (voxel order x, y
                                "front-back, slices along the body); its slice labels would not be axial slices")
     return tuple(c != w for c, w in zip(codes, CANONICAL_AXES))
 
+# %% ../nbs/02_data.ipynb #75489143
 def reorient(vol_zyx: np.ndarray,  # vol[z, y, x]
              affine,               # its 4x4 RAS affine
              flips: tuple,         # reverse voxel axes (x, y, z)
@@ -192,6 +199,7 @@ def reorient(vol_zyx: np.ndarray,  # vol[z, y, x]
     v = vol_zyx[sl]
     return (np.asfortranarray(v) if np.isfortran(vol_zyx) else np.ascontiguousarray(v)), a
 
+# %% ../nbs/02_data.ipynb #6d9ca228
 def to_source_grid(vol_zyx: np.ndarray, # a volume on a cached study's grid (image, mask, pseudo-label)
                    meta: dict,          # the study's meta.json
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -309,6 +317,7 @@ def _die_with_parent():
 
 def _index_row(meta: dict) -> dict: return {c: meta[c] for c in INDEX_COLUMNS}
 
+# %% ../nbs/02_data.ipynb #3bbbeb3e
 def write_index(cache, # prepare's output folder
                ) -> pd.DataFrame:
     "Rebuild CACHE/index.csv from every finished study (one with meta.json)."
@@ -478,6 +487,7 @@ class Study:
     boxes: np.ndarray | None
     meta: dict
 
+# %% ../nbs/02_data.ipynb #5fa4b0fb
 def list_studies(cache, # prepare's output folder
                 ) -> list[str]:
     "The finished studies in a cache (sorted)."
@@ -486,12 +496,14 @@ def list_studies(cache, # prepare's output folder
         return sorted(pd.read_csv(cache / "index.csv", dtype={"StudyInstanceUID": str}).StudyInstanceUID)
     return sorted(d.name for d in cache.iterdir() if (d / "meta.json").is_file()) if cache.is_dir() else []
 
+# %% ../nbs/02_data.ipynb #e56828e7
 def most_positive_study(cache, # prepare's output folder
                        ) -> str:
     "The study with the most PE-positive slices (first in sorted order on a tie): what the benchmarks time."
     idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).sort_values("StudyInstanceUID")
     return str(idx.sort_values("n_positive_slices", ascending=False, kind="stable").StudyInstanceUID.iloc[0])
 
+# %% ../nbs/02_data.ipynb #d1836dd2
 def load_study(cache,        # prepare's output folder
                study: str,   # StudyInstanceUID
                image: bool = True, # False: skip reading the volume (labels and meta only)
@@ -505,12 +517,14 @@ def load_study(cache,        # prepare's output folder
     boxes = load_volume(d / "boxes.nii.gz", dtype=np.uint8)[0] if (d / "boxes.nii.gz").is_file() and image else None
     return Study(study, vol, aff, labels, boxes, meta)
 
+# %% ../nbs/02_data.ipynb #438c238d
 def study_shape(cache,      # prepare's output folder
                 study: str, # StudyInstanceUID
                ) -> tuple:
     "The (Z, Y, X) shape of a cached study, from its NIfTI header (nothing is decompressed)."
     return volume_shape(Path(cache) / study / "image.nii.gz")
 
+# %% ../nbs/02_data.ipynb #970d5df8
 def split_studies(cache,         # prepare's output folder
                   data: DataCfg, # the data settings (`profile.data`): test_fraction, val_fraction, split_seed
                  ) -> dict:

@@ -40,6 +40,7 @@ def geometry_affine(origin,       # LPS position (mm) of voxel (0, 0, 0): the IP
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 HU_MIN, HU_MAX, HU_AIR = -1024, 3071, -1000
 
+# %% ../nbs/01_dicom.ipynb #5f62de52
 @contextmanager
 def lenient_dicom():
     "Accept RSPECT's 12-hex identifiers (not valid DICOM UIDs) while reading or writing (pydicom elements convert lazily: access them inside)."
@@ -49,6 +50,7 @@ def lenient_dicom():
     try: yield
     finally: cfg.writing_validation_mode, cfg.reading_validation_mode = old
 
+# %% ../nbs/01_dicom.ipynb #9236c92b
 def write_series(hu_zyx: np.ndarray,       # HU volume vol[z, y, x]; slice z is written at origin + z*dz*normal
                  folder,                   # output folder (created); one <SOP>.dcm per slice
                  study_uid: str,           # StudyInstanceUID (RSPECT: 12 hex characters); also PatientID
@@ -155,6 +157,7 @@ GAPS = ("error", "pad")
 RESCALE_SLOPE_RANGE = (1e-3, 1e3)   # plausible |RescaleSlope| of a CT (scanners write 1; anything outside is refused)
 RESCALE_INTERCEPT_RANGE = (-65536.0, 65536.0)   # plausible RescaleIntercept (scanners write -1024, -1000, -8192, 0)
 
+# %% ../nbs/01_dicom.ipynb #f838d778
 def _namer(relative_to):
     "How messages name a path: relative to `relative_to` (e.g. the data root) when it lies below it, else as given."
     if relative_to is None: return str
@@ -214,6 +217,7 @@ def _header(ds, name: str) -> dict:
     _check_pixel_header(ds, name)
     return dict(ipp=ipp, iop=iop, ps=ps, slope=slope, inter=inter)
 
+# %% ../nbs/01_dicom.ipynb #8c08fc5e
 def _sop_uid(ds) -> str:
     "SOPInstanceUID, or the file meta's MediaStorageSOPInstanceUID when an anonymiser emptied the dataset's."
     v = str(ds.get("SOPInstanceUID", "") or "").strip()
@@ -249,6 +253,7 @@ def _check_pixel_header(ds, name: str) -> pydicom.uid.UID:
                                    "(the header does not describe these pixels)")
     return ts
 
+# %% ../nbs/01_dicom.ipynb #31f3d8c9
 def _stored_pixels(ds, name: str) -> np.ndarray:
     "The stored (raw) pixel values of one slice, masked/sign-extended to BitsStored."
     rows, cols = int(ds.Rows), int(ds.Columns)
@@ -278,6 +283,7 @@ def _has_libjpeg() -> bool:
     import importlib.util
     return importlib.util.find_spec("libjpeg") is not None
 
+# %% ../nbs/01_dicom.ipynb #30155e5d
 def _slice_hu(ds, name: str, slope: float, inter: float) -> np.ndarray:
     "One slice in HU (int16): the modality LUT (this file's own checked slope/intercept, MONOCHROME1 or 2 alike), padding to air, clipped."
     s = _stored_pixels(ds, name)
@@ -333,6 +339,7 @@ def read_series(folder,                   # a folder holding the files of one se
     if gaps not in GAPS: raise ValueError(f"gaps must be one of {GAPS}, got {gaps!r}")
     with lenient_dicom(): return _read_series(Path(folder), threads, series_uid, gaps, _namer(relative_to))
 
+# %% ../nbs/01_dicom.ipynb #08373e2e
 def _read_series(folder: Path, threads: int, series_uid: str | None, gaps: str = "error", name=str):
     if not folder.is_dir(): raise DicomSeriesError(f"{name(folder)}: not a folder")
     entries = sorted(folder.iterdir())

@@ -82,6 +82,7 @@ class PhantomParams:
 PARAMS = PhantomParams()
 REGIMES = ("arterial", "poor", "late")     # contrast regimes of `bolus_p`
 
+# %% ../nbs/04_phantom.ipynb #3035c40d
 def phantom_params(holdout: str = "",          # a regime of `REGIMES` kept apart ("" none)
                    part: str = "train",        # "train": every regime but the held-out one; "transfer": only it
                    params: PhantomParams = PARAMS,
@@ -340,6 +341,7 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
     return dict(hu=hu, tis=tis, lungs=lungs, hc=hc, la_c=la_c, yA=yA, ys=ys, cyc=cyc, ayc=ayc, rvlv_big=rvlv_big,
                 svc=svc)
 
+# %% ../nbs/04_phantom.ipynb #752081be
 def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, c: dict, params: PhantomParams = PARAMS):
     """The pulmonary arteries (trunk, right and left PA, a tree into each lung) and the pulmonary veins (a
     superior and an inferior trunk per lung from the left atrium, each with a tree). Arteries and veins grow
@@ -381,6 +383,7 @@ def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, c: dict, params: 
         if sg["parent"] >= 0: arts[sg["parent"]]["children"].append(j)
     return arts, veins, H
 
+# %% ../nbs/04_phantom.ipynb #ea117268
 def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
     """Choose and shape the emboli of a positive study. Each clot starts on an artery of a level drawn from
     `params.clot_level_p` and runs distally for its length, into one child at each branch (sometimes both,
@@ -657,7 +660,7 @@ def _study_job(args):
     write_json_atomic(rec_path, rec)
     return rec
 
-
+# %% ../nbs/04_phantom.ipynb #a8ce9613
 def make_phantom_dataset(out,                          # dataset root to write (RSPECT layout)
                          n_studies: int,               # number of studies
                          seed: int = 0,                # same seed, same dataset (bit for bit)
@@ -672,7 +675,7 @@ def make_phantom_dataset(out,                          # dataset root to write (
     Finished studies are skipped on a rerun; every file is written atomically."""
     return _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress)
 
-
+# %% ../nbs/04_phantom.ipynb #35b095e7
 def _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress, family="phantom") -> Path:
     "The writer behind `make_phantom_dataset`, for any data family in `_FAMILIES`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)

@@ -96,6 +96,28 @@ def test_rerun_reuses_stages(run):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "notebooks").glob("*.ipynb")} == before  # nothing re-executed
 
 
+def test_compare_joins_another_run(run, tmp_path):
+    "`--compare RUN` (BYOD): the cross-family table joins that run's in-family rows as `BYOD (retrained)`, by name only."
+    import shutil
+    out, _ = run
+    other = tmp_path / "other"
+    shutil.copytree(out, other)                       # stands for a run of the same profile on other data
+    (other / "notebooks" / "22c_families.ipynb").unlink()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(other), "--notebooks", "22c_families",
+                        "--compare", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fam = json.loads((other / "results" / "families.json").read_text())
+    assert fam["other_runs"] == [out.name] and str(out) not in (other / "results" / "families.json").read_text()
+    mine = json.loads((out / "results" / "families.json").read_text())["rows"]
+    byod = [x for x in fam["rows"] if x["kind"] == "BYOD (retrained)"]
+    assert len(byod) == sum(x["kind"] == "in-family" for x in mine) > 0
+    assert json.loads((other / "results" / "run.json").read_text())["compare"] == [out.name]
+    r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(tmp_path / "x"), "--compare", str(tmp_path)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "no results/families.json" in r.stderr and not (tmp_path / "x").exists()
+
+
 def test_evidence_on_real_data_layout(tmp_path):
     "On an RSPECT-layout folder (no true masks) the evidence notebook reports the height-matched AUROC only."
     from labelup._fixtures import toy_dataset

@@ -76,11 +76,15 @@ def reproduce(profile: str = "smoke", # profile name
               nbs=None, # folder holding the notebooks
               progress: bool = True, # papermill's cell bar
               on_stage=None, # callable(event: dict) at each notebook's start and end (the CLI prints one line each)
+              compare: list | None = None, # run folders of the same profile on other data (BYOD): 22c_families joins their rows
              ) -> Path:
     "Run the result notebooks with papermill into `out` and write `out/results/README.md`."
     try: import papermill as pm
     except ImportError as e: raise UsageError("reproduce runs the notebooks with papermill: pip install 'labelup[notebooks]'") from e
     get_profile(profile, overrides)  # fail early on a bad profile or override
+    for o in compare or []:          # and on a run to compare with that has no cross-family rows
+        if not (Path(o) / "results" / "families.json").is_file():
+            raise UsageError(f"--compare {o}: no results/families.json there; run 22c_families in that run first")
     out = Path(out or Path("runs") / profile).resolve()
     lay = RunLayout(out)
     if force:
@@ -91,7 +95,8 @@ def reproduce(profile: str = "smoke", # profile name
     todo += [n for n, _ in OPTIONAL_NOTEBOOKS if notebooks is not None and n in notebooks]
     # the notebooks run inside the run folder, so no absolute path (a hospital's folder names) lands in an executed notebook
     params = dict(profile=profile, run_dir=".", data_root=os.path.relpath(Path(data_root).resolve(), out) if data_root else None,
-                  device=device, overrides=list(overrides or []))
+                  device=device, overrides=list(overrides or []),
+                  other_runs=[os.path.relpath(Path(o).resolve(), out) for o in compare or []])
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
                       data="phantom" if data_root is None else Path(data_root).name, **code_version(),
