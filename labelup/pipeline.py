@@ -163,8 +163,9 @@ def _tune_on(lay, profile: Profile, out: Path, val: list, ckpt, device) -> dict:
     if profile.teacher.tune_filter:
         choice, table = choose_filters(out, lay.cache, val, teacher_of(profile))
     else:   # the profile's own filters, scored
-        table = choose_filters(out, lay.cache, val, teacher_of(profile), ladder=(1.0,), votes=())[1]
-        choice = dict(min_cluster_voxels=profile.teacher.min_cluster_voxels, agg_threshold=profile.teacher.agg_threshold)
+        scored, table = choose_filters(out, lay.cache, val, teacher_of(profile), ladder=(1.0,), votes=())
+        choice = dict(min_cluster_voxels=profile.teacher.min_cluster_voxels, agg_threshold=profile.teacher.agg_threshold,
+                      per_study=scored["per_study"])
     table.to_csv(out / "sweep.csv", index=False)
     best = table[table.chosen].iloc[0]
     return dict(choice, f1=float(best.f1) if best.f1 == best.f1 else None, tp=int(best.tp), fp=int(best.fp), fn=int(best.fn))
@@ -183,24 +184,31 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     from labelup.files import write_json_atomic
     lay = _layout(run); out = lay.root / "teacher_tuning"
     f = out / "choice.json"
-    if not f.is_file() or json.loads(f.read_text()).get("tuned", ["filter"]) != tuned:
-        from labelup.teacher import reference_candidates
+    from labelup.teacher import REFERENCE_CONFIDENCE
+    old = json.loads(f.read_text()) if f.is_file() else None
+    if old is None or old.get("tuned", ["filter"]) != tuned or (t.tune_reference and old.get("confidence") != REFERENCE_CONFIDENCE):
+        from labelup.teacher import reference_candidates, paired_win_share
         val = positive_studies(lay, profile, data_root, "val")
         if not val: raise ValueError(f"teacher.tune_{tuned[0]}: the run has no PE-positive validation study to choose on")
         ckpt = ensure_classifier(lay, profile, data_root, device)
         cands = reference_candidates(t) if t.tune_reference else [("profile", {})]
-        rows = []
+        rows, per = [], []
         for k, (name, keys) in enumerate(cands):
             p = get_profile(profile, {f"teacher.{a}": v for a, v in keys.items()})
-            rows.append(dict(choice=name, **keys, **_tune_on(lay, p, out if k == 0 else out / name, val, ckpt, device)))
+            r = _tune_on(lay, p, out if k == 0 else out / name, val, ckpt, device); per.append(r.pop("per_study"))
+            rows.append(dict(choice=name, **keys, **r, win_share=paired_win_share(per[0], per[-1]) if k else None))
         table = pd.DataFrame(rows)
-        best = table.assign(f1_=table.f1.fillna(-1.0)).sort_values("f1_", ascending=False, kind="stable").iloc[0]   # a tie: the profile's own
+        top = table.assign(f1_=table.f1.fillna(-1.0)).sort_values("f1_", ascending=False, kind="stable").index[0]
+        # another setting replaces the profile's own only where it wins with confidence (a paired bootstrap of the studies)
+        best = table.loc[top if top == 0 or table.win_share[top] >= REFERENCE_CONFIDENCE else 0]
         if t.tune_reference: table.assign(chosen=table.choice == best.choice).to_csv(out / "references.csv", index=False)
         choice = dict(min_cluster_voxels=int(best.min_cluster_voxels), agg_threshold=float(best.agg_threshold),
                       **({k: best[k] for k in cands[0][1]} if t.tune_reference else {}))
         write_json_atomic(f, dict(choice, tuned=tuned, choice=str(best.choice), f1=None if best.f1 != best.f1 else float(best.f1),
                                   profile_min_cluster_voxels=t.min_cluster_voxels, profile_agg_threshold=t.agg_threshold,
-                                  profile_reference=t.reference, profile_mask_fill=t.mask_fill, studies=len(val)))
+                                  profile_reference=t.reference, profile_mask_fill=t.mask_fill, studies=len(val),
+                                  **(dict(confidence=REFERENCE_CONFIDENCE, best_f1=str(table.choice[top]),
+                                          best_win_share=None if top == 0 else float(table.win_share[top])) if t.tune_reference else {})))
         log.info(f"teacher tuning on {len(val)} validation studies: min_cluster_voxels {t.min_cluster_voxels} -> "
                  f"{choice['min_cluster_voxels']} (paper units), agg_threshold {t.agg_threshold} -> {choice['agg_threshold']}"
                  + (f", reference {t.reference}/{t.mask_fill} -> {choice['reference']}/{choice['mask_fill']}" if t.tune_reference else ""))

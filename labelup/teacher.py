@@ -27,9 +27,10 @@ from .iterate import labels_at, teach_volume, window_label_dice
 from .settings import TeacherSettings
 
 # %% auto #0
-__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'REFERENCE_CHOICES', 'to_cache_grid', 'label_precision', 'teacher_explainer',
-           'uses_negatives', 'negative_slabs', 'pseudo_label_volume', 'load_teacher_model', 'shard', 'is_done',
-           'pseudo_label', 'choose_filters', 'choose_size_filter', 'reference_candidates']
+__all__ = ['SIZE_LADDER', 'VOTE_LADDER', 'REFERENCE_CHOICES', 'REFERENCE_CONFIDENCE', 'to_cache_grid', 'label_precision',
+           'teacher_explainer', 'uses_negatives', 'negative_slabs', 'pseudo_label_volume', 'load_teacher_model',
+           'shard', 'is_done', 'pseudo_label', 'choose_filters', 'choose_size_filter', 'reference_candidates',
+           'paired_win_share']
 
 # %% ../nbs/10_teacher.ipynb #23d375c8
 def to_cache_grid(vol: np.ndarray, # (Z, S, S) on the network grid
@@ -225,8 +226,9 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
                    ladder=SIZE_LADDER, # multiples of the settings' minimum size to try
                    votes=VOTE_LADDER, # vote thresholds to try (only where the vote maps were kept)
                   ) -> tuple[dict, pd.DataFrame]:
-    """`({min_cluster_voxels, agg_threshold}, table)`: the minimum cluster size (paper units) and vote threshold with the
-    best PE-level F1 on `studies`, on a tie the pair nearest the settings' own. Without vote maps only the size is chosen."""
+    """`({min_cluster_voxels, agg_threshold, per_study}, table)`: the minimum cluster size (paper units) and vote threshold with
+    the best PE-level F1 on `studies`, on a tie the pair nearest the settings' own, and that pair's `(tp, fp, fn)` per study.
+    Without vote maps only the size is chosen."""
     from labelup.evaluation import match_pes, detection_scores
     from labelup.filter import filter_clusters
     if not studies: raise ValueError("choose_filters: no validation studies")
@@ -236,21 +238,20 @@ def choose_filters(pseudo_dir, # a `pseudo_label` output folder: `votes/<Study>.
     hw = next(iter(maps.values())).shape[1:]
     f = settings.cluster_filter(hw); base, dist = f.min_voxels, f.max_distance
     refs = {s: _box_reference(truth_dir, s, m.shape) for s, m in maps.items()}
-    rows = []
+    rows, per = [], {}
     for t in (sorted(set(votes) | {t0}) if voted else [t0]):
         labs = {s: (m >= t - 1e-6) if voted else labels_at(m) for s, m in maps.items()}
         for k in sorted({max(1, int(round(base * m))) for m in ladder}):
-            tp = fp = fn = 0
-            for s, lab in labs.items():
-                m = match_pes(filter_clusters(lab, k, dist)[0], refs[s])
-                tp += m["tp"]; fp += m["fp"]; fn += m["fn"]
+            ms = {s: match_pes(filter_clusters(lab, k, dist)[0], refs[s]) for s, lab in labs.items()}
+            per[float(t), k] = {s: (m["tp"], m["fp"], m["fn"]) for s, m in ms.items()}
+            tp, fp, fn = (sum(m[c] for m in ms.values()) for c in ("tp", "fp", "fn"))
             rows.append(dict(agg_threshold=float(t), min_voxels=k, tp=tp, fp=fp, fn=fn, **detection_scores(tp, fp, fn)))
     tab = pd.DataFrame(rows)
     key = tab.assign(f1_=tab.f1.fillna(-1.0), off=(tab.min_voxels - base).abs() / base + (tab.agg_threshold - t0).abs())
     best = key.sort_values(["f1_", "off"], ascending=[False, True]).iloc[0]
     tab["chosen"] = (tab.min_voxels == best.min_voxels) & (tab.agg_threshold == best.agg_threshold)
     return dict(min_cluster_voxels=settings.cluster_filter.to_paper(int(best.min_voxels), hw),
-                agg_threshold=float(best.agg_threshold)), tab
+                agg_threshold=float(best.agg_threshold), per_study=per[float(best.agg_threshold), int(best.min_voxels)]), tab
 
 
 # %% ../nbs/10_teacher.ipynb #8e6992e9
@@ -273,3 +274,19 @@ def reference_candidates(cfg) -> list[tuple[str, dict]]:
     name = next((n for n, s in REFERENCE_CHOICES.items() if s == own), "profile")
     return [(name, own)] + [(n, s) for n, s in REFERENCE_CHOICES.items() if s != own]
 
+
+# %% ../nbs/10_teacher.ipynb #bf9cca19
+REFERENCE_CONFIDENCE = 0.9   # share of bootstrap resamples another reference setting must win to replace the profile's own
+
+def paired_win_share(own: dict, # study -> (tp, fp, fn) of the profile's own setting (`choose_filters`' `per_study`)
+                     other: dict, # the same studies under another setting
+                     n: int = 2000, # bootstrap resamples of the studies
+                     seed: int = 0,
+                    ) -> float:
+    "Share of study-level bootstrap resamples (paired) in which `other`'s PE-level F1 is higher than `own`'s."
+    studies = sorted(own)
+    if sorted(other) != studies: raise ValueError("paired_win_share: the two settings were scored on different studies")
+    a, b = (np.array([d[s] for s in studies], float) for d in (own, other))
+    idx = np.random.default_rng([int(seed), 7919]).integers(0, len(studies), (n, len(studies)))
+    f1 = lambda c: 2 * c[:, 0] / np.maximum(2 * c[:, 0] + c[:, 1] + c[:, 2], 1.0)
+    return float(np.mean(f1(b[idx].sum(1)) > f1(a[idx].sum(1))))

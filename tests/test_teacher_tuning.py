@@ -29,7 +29,10 @@ def test_size_filter_chosen_on_validation(tmp_path):
     refs = pd.read_csv(tmp_path / "teacher_tuning" / "references.csv")
     assert refs.choice.tolist()[0] == "paper" and len(refs) == 4                           # the smoke profile's own (zeros) first
     win = refs[refs.chosen].iloc[0]
-    assert refs.chosen.sum() == 1 and win.f1 == refs.f1.max() and win.choice == ch["choice"]
+    assert refs.chosen.sum() == 1 and win.choice == ch["choice"] and ch["confidence"] == 0.9
+    # the profile's own, unless the best F1 wins the paired bootstrap with confidence
+    assert win.choice == "paper" or (win.f1 == refs.f1.max() and win.win_share >= 0.9)
+    assert pd.isna(refs.win_share.iloc[0]) and refs.win_share.iloc[1:].notna().all()   # each other one against the own
     assert (tuned.teacher.reference, tuned.teacher.mask_fill) == (win.reference, win.mask_fill)
     assert tuned.teacher.min_cluster_voxels == win.min_cluster_voxels                     # the filters tuned with that reference
     for c in refs.choice[1:]:                                                             # every other one labelled the same studies
