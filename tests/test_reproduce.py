@@ -107,6 +107,7 @@ def test_compare_joins_another_run(run, tmp_path):
     r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(other), "--notebooks", "22c_families",
                         "--compare", str(out)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "unknown parameter" not in r.stdout + r.stderr        # each notebook is passed only what it declares
     fam = json.loads((other / "results" / "families.json").read_text())
     assert fam["other_runs"] == [out.name] and str(out) not in (other / "results" / "families.json").read_text()
     mine = json.loads((out / "results" / "families.json").read_text())["rows"]

@@ -109,11 +109,17 @@ def reproduce(profile: str = "smoke", # profile name
     try: _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timings, pm)
     finally:
         if old_probe is None: os.environ.pop(PROBE_CACHE_ENV, None)
-    tfile = out / "results" / "timings.json"
-    old = json.loads(tfile.read_text()) if tfile.exists() else {}
-    write_json_atomic(tfile, {**old, **timings})
     write_results_readme(out, profile)
     return out
+
+def _declared_parameters(path) -> set:
+    "The names a notebook's `parameters` cell assigns (papermill's tag)."
+    import ast
+    for c in json.loads(Path(path).read_text())["cells"]:
+        if "parameters" in c.get("metadata", {}).get("tags", []):
+            return {t.id for n in ast.parse("".join(c["source"])).body if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name)}
+    return set()
 
 def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timings, pm):
     "Execute the notebooks `todo` in order into `out/notebooks` (each written atomically), recording their seconds."
@@ -126,7 +132,8 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
         if on_stage: on_stage({**ev, "status": "running"})
         t0 = time.time()
         with atomic_path(dst) as tmp:
-            pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters=params, cwd=str(out),
+            declared = _declared_parameters(nbs / f"{name}.ipynb")   # pass each notebook only the parameters it declares
+            pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters={k: v for k, v in params.items() if k in declared}, cwd=str(out),
                                 progress_bar=progress, kernel_name="python3", language="python", log_output=False,
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
             nbj = json.loads(Path(tmp).read_text())   # papermill records where it read and wrote: keep the names only
@@ -135,6 +142,9 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
                 if pmeta.get(k): pmeta[k] = f"{name}.ipynb"
             Path(tmp).write_text(json.dumps(nbj, indent=1))
         timings[name] = round(time.time() - t0, 1)
+        # each finished notebook's time is kept at once: a later notebook that fails does not lose it
+        tfile = out / "results" / "timings.json"
+        write_json_atomic(tfile, {**(json.loads(tfile.read_text()) if tfile.exists() else {}), name: timings[name]})
         if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
 
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
