@@ -113,7 +113,8 @@ def test_compare_joins_another_run(run, tmp_path):
     mine = json.loads((out / "results" / "families.json").read_text())["rows"]
     byod = [x for x in fam["rows"] if x["kind"] == "BYOD (retrained)"]
     assert len(byod) == sum(x["kind"] == "in-family" for x in mine) > 0
-    assert json.loads((other / "results" / "run.json").read_text())["compare"] == [out.name]
+    rj = json.loads((other / "results" / "run.json").read_text())
+    assert rj["compare"] == [out.name] and rj["data"] == "phantom"
     r = subprocess.run([LABELUP, "reproduce", "--profile", "smoke", "--out", str(tmp_path / "x"), "--compare", str(tmp_path)],
                        capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode != 0 and "no results/families.json" in r.stderr and not (tmp_path / "x").exists()

@@ -99,7 +99,8 @@ def reproduce(profile: str = "smoke", # profile name
                   other_runs=[os.path.relpath(Path(o).resolve(), out) for o in compare or []])
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     write_json_atomic(lay.results / "run.json", dict(profile=profile, overrides=list(overrides or []),
-                      data="phantom" if data_root is None else Path(data_root).name, **code_version(),
+                      data=get_profile(profile, overrides).data.family if data_root is None else Path(data_root).name,
+                      compare=[Path(o).resolve().name for o in compare or []], **code_version(),
                       date=time.strftime("%Y-%m-%d", time.gmtime()), cpu=cpu_name()))
     timings, what = {}, dict(RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS)
     # the run's own precision probes (engine.cached_probe): each network is timed once per run, not once per training,
@@ -272,8 +273,11 @@ def write_results_readme(out, profile: str) -> Path:
     res.mkdir(parents=True, exist_ok=True)
     run = json.loads((res / "run.json").read_text()) if (res / "run.json").exists() else {}
     data = run.get("data", "phantom")
-    data_txt = ("the synthetic CTPA phantom (`labelup phantom`), not patients: it shows whether the method works, "
-                "not how well it does on RSPECT" if data == "phantom" else f"the RSPECT-layout data in `{data}`")
+    from labelup.pipeline import FAMILIES
+    data_txt = (("the synthetic CTPA phantom (`labelup phantom`)" if data == "phantom" else
+                 f"the synthetic `{data}` family (`labelup phantom --family {data}`)")
+                + ", not patients: it shows whether the method works, not how well it does on RSPECT"
+                if data in FAMILIES else f"the RSPECT-layout data in `{data}`")
     L = [f"# labelup results: profile `{profile}`", "",
          f"**Profile** `{profile}`{' with ' + ', '.join(run['overrides']) if run.get('overrides') else ''}; "
          f"**data**: {data_txt}.", ""]
