@@ -350,7 +350,11 @@ _ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of en
 CHOICES = {"data.family": ("phantom", "chest"),   # string parameters with a fixed set of values (checked in `get_profile`)
            "student.sw_roi": ("patch", "auto"),
            "student.crop": ("lungs", "none"),
-           "teacher.ig_rule": ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right")}  # captum's
+           "teacher.ig_rule": ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right"),  # captum's
+           # IG references (07_explain) and Algorithm 1's fill (08_iterate); a run's teacher_tuning/choice.json sets them too
+           "teacher.reference": ("zeros", "blur", "closing", "noise", "mean", "negatives"),
+           "teacher.extra_references": ("zeros", "blur", "closing", "noise", "mean", "negatives"),
+           "teacher.mask_fill": ("zeros", "closing")}
 
 # The most a size that decides an allocation may be, whoever gives it (`--set`, or the profile stored in a checkpoint)
 _AT_MOST = {"data.image_size": MAX_SLICE_SIDE, "data.context": 63, "classifier.batch_size": 4096,

@@ -25,7 +25,7 @@ __all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'grey_closing', 'make
            'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
-REFERENCE_KINDS = ("zeros", "blur", "closing", "noise", "mean", "negatives")
+REFERENCE_KINDS = CHOICES["teacher.reference"]   # zeros, blur, closing, noise, mean, negatives (checked where --set is parsed, too)
 CLOSING_SIZES = (7, 5, 9, 11, 13)  # closing window (pixels) of the 1st, 2nd, ... `closing` reference, cycling; the first is the default
 
 def grey_closing(x: torch.Tensor, # (..., H, W)

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from .explain import Attribution, Explainer, grey_closing
 from .data import slab_indices
+from .config import CHOICES
 
 # %% auto #0
 __all__ = ['MASK_FILLS', 'box_any', 'cluster_heatmap', 'count_clusters', 'SlabResult', 'Algorithm1', 'iterate_slabs',
@@ -69,7 +70,7 @@ class SlabResult:
     def iterations(self) -> int: return len(self.clusters)
 
 # %% ../nbs/08_iterate.ipynb #6565d78b
-MASK_FILLS = ("zeros", "closing")
+MASK_FILLS = CHOICES["teacher.mask_fill"]   # zeros (the paper), closing
 
 @dataclass(frozen=True)
 class Algorithm1:

@@ -154,12 +154,13 @@ def teacher_pool(cache, profile: Profile) -> list | None:
 
 # %% ../nbs/20_pipeline.ipynb #ca715462
 def _tune_on(lay, profile: Profile, out: Path, val: list, ckpt, device) -> dict:
-    "Label `val` with `profile`'s teacher into `out` (with vote maps) and tune its filters there: the chosen row and its F1."
+    """Label `val` with `profile`'s teacher into `out` (with vote maps) and tune its filters there: the chosen row and its F1.
+    `out` belongs to the tuning, so labels of another classifier or other settings there are redone (`force`)."""
     from labelup.teacher import choose_filters, pseudo_label
     from labelup.settings import teacher_of
     out.mkdir(parents=True, exist_ok=True)
     pseudo_label(lay.cache, ckpt, out, teacher_of(profile), studies=val, device=device, votes=True,
-                 pool_studies=teacher_pool(lay.cache, profile))
+                 pool_studies=teacher_pool(lay.cache, profile), force=True)
     if profile.teacher.tune_filter:
         choice, table = choose_filters(out, lay.cache, val, teacher_of(profile))
     else:   # the profile's own filters, scored
@@ -185,12 +186,17 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     lay = _layout(run); out = lay.root / "teacher_tuning"
     f = out / "choice.json"
     from labelup.teacher import REFERENCE_CONFIDENCE
+    from labelup.settings import teacher_outcome
+    from labelup.runtime import file_hash
     old = json.loads(f.read_text()) if f.is_file() else None
-    if old is None or old.get("tuned", ["filter"]) != tuned or (t.tune_reference and old.get("confidence") != REFERENCE_CONFIDENCE):
+    ckpt = ensure_classifier(lay, profile, data_root, device)
+    # the choice holds for this classifier and these teacher settings only: a retrained classifier or a changed setting redoes it
+    basis = dict(checkpoint=file_hash(ckpt), settings=json.loads(json.dumps(teacher_outcome(profile), default=str)))
+    if (old is None or old.get("tuned", ["filter"]) != tuned or old.get("basis") != basis
+            or (t.tune_reference and old.get("confidence") != REFERENCE_CONFIDENCE)):
         from labelup.teacher import reference_candidates, paired_win_share
         val = positive_studies(lay, profile, data_root, "val")
         if not val: raise ValueError(f"teacher.tune_{tuned[0]}: the run has no PE-positive validation study to choose on")
-        ckpt = ensure_classifier(lay, profile, data_root, device)
         cands = reference_candidates(t) if t.tune_reference else [("profile", {})]
         rows, per = [], []
         for k, (name, keys) in enumerate(cands):
@@ -204,7 +210,7 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
         if t.tune_reference: table.assign(chosen=table.choice == best.choice).to_csv(out / "references.csv", index=False)
         choice = dict(min_cluster_voxels=int(best.min_cluster_voxels), agg_threshold=float(best.agg_threshold),
                       **({k: best[k] for k in cands[0][1]} if t.tune_reference else {}))
-        write_json_atomic(f, dict(choice, tuned=tuned, choice=str(best.choice), f1=None if best.f1 != best.f1 else float(best.f1),
+        write_json_atomic(f, dict(choice, tuned=tuned, basis=basis, choice=str(best.choice), f1=None if best.f1 != best.f1 else float(best.f1),
                                   profile_min_cluster_voxels=t.min_cluster_voxels, profile_agg_threshold=t.agg_threshold,
                                   profile_reference=t.reference, profile_mask_fill=t.mask_fill, studies=len(val),
                                   **(dict(confidence=REFERENCE_CONFIDENCE, best_f1=str(table.choice[top]),

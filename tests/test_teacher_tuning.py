@@ -4,8 +4,9 @@ mask fill are chosen there too."""
 import json
 
 import pandas as pd
+import pytest
 
-from labelup.core import get_profile
+from labelup.core import UsageError, get_profile
 from labelup.pipeline import ensure_split, positive_studies, teacher_profile
 
 
@@ -38,3 +39,25 @@ def test_size_filter_chosen_on_validation(tmp_path):
     for c in refs.choice[1:]:                                                             # every other one labelled the same studies
         assert sorted(f.name[:-7] for f in (tmp_path / "teacher_tuning" / c / "votes").glob("*.nii.gz")) == sorted(val)
 
+
+
+def test_stale_or_forged_choice_is_not_used(tmp_path):
+    "choice.json holds for one classifier and one set of teacher settings; a value in it is checked like `--set`."
+    p = get_profile("smoke", ["teacher.tune_filter=true", "data.val_fraction=0.3"])
+    tuned = teacher_profile(tmp_path, p, None, "cpu")
+    f = tmp_path / "teacher_tuning" / "choice.json"
+    ch = json.loads(f.read_text())
+    assert len(ch["basis"]["checkpoint"]) == 16 and ch["basis"]["settings"]["teacher"]["min_cluster_voxels"] == 100
+    # a retrained classifier (another checkpoint hash): the choice is made again, not reused
+    f.write_text(json.dumps(dict(ch, min_cluster_voxels=123457, basis=dict(ch["basis"], checkpoint="0" * 16))))
+    assert teacher_profile(tmp_path, p, None, "cpu") == tuned
+    assert json.loads(f.read_text())["basis"] == ch["basis"]
+    # another teacher setting (here the profile's own size filter) also makes it again
+    p2 = get_profile(p, ["teacher.min_cluster_voxels=50"])
+    teacher_profile(tmp_path, p2, None, "cpu")
+    assert json.loads(f.read_text())["profile_min_cluster_voxels"] == 50
+    # a forged value with the right basis is refused like the same --set
+    ch = json.loads(f.read_text())
+    f.write_text(json.dumps(dict(ch, min_cluster_voxels=-3)))
+    with pytest.raises(UsageError, match="teacher.min_cluster_voxels=-3: must be >= 0"):
+        teacher_profile(tmp_path, p2, None, "cpu")
