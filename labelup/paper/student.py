@@ -33,36 +33,38 @@ PAPER_TABLE5 = [  # paper Table V (reported, RSPECT-augmented test set)
     ("strongly supervised", "Zhu et al [39]", "142", "142", 86.0, 61.3, 71.6),
     ("strongly supervised", "Weikert et al [28]", "30,000", "15,858", 82.2, 86.8, 85.8)]
 
-def timed_teacher(cache, classifier, out, profile: Profile, studies: list[str], n_references: int, nt_samples: int,
-                  device: str | None = None) -> dict:
-    "Run the teacher with `n_references` / `nt_samples` on `studies` into `out`; wall seconds per study (kept in out/timing.json)."
-    from labelup.teacher import pseudo_label
-    from labelup.settings import teacher_of
-    from labelup.pipeline import teacher_pool
+def _timed(out, studies: list[str], warmup: str | None, run, **record) -> dict:
+    """`run(folder, studies)` once on the `warmup` study into a sibling folder (untimed: the first call of a model pays for
+    loading code, kernels and allocations, which a per-study time should not hold), then on `studies` into `out`, timed:
+    wall seconds per study, kept in `out/timing.json` and reused while the studies are the same."""
     out = Path(out); tf = out / "timing.json"
-    prof = get_profile(profile, {"teacher.n_references": n_references, "teacher.nt_samples": nt_samples})
     if tf.exists():
         t = json.loads(tf.read_text())
-        if t.get("studies") == list(studies): return t
+        if t.get("studies") == list(studies) and t.get("warmup") == warmup: return t
+    if warmup is not None: run(out.parent / "warmup" / out.name, [warmup])
     t0 = time.perf_counter()
-    pseudo_label(cache, classifier, out, teacher_of(prof), studies=list(studies), device=device, rank=0, world_size=1,
-                 pool_studies=teacher_pool(cache, prof))
-    t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)),
-             n_references=n_references, nt_samples=nt_samples)
+    run(out, list(studies))
+    t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)), warmup=warmup, **record)
     write_json_atomic(tf, t)
     return t
 
-def timed_student(cache, checkpoint, out, profile: Profile | None, studies: list[str], device: str | None = None) -> dict:
-    "Segment `studies` into `out` with the student; wall seconds per study (kept in out/timing.json)."
-    out = Path(out); tf = out / "timing.json"
-    if tf.exists():
-        t = json.loads(tf.read_text())
-        if t.get("studies") == list(studies): return t
-    t0 = time.perf_counter()
-    segment_studies(cache, checkpoint, out, student_of(profile) if profile is not None else None, studies=list(studies), device=device)
-    t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)))
-    write_json_atomic(tf, t)
-    return t
+def timed_teacher(cache, classifier, out, profile: Profile, studies: list[str], n_references: int, nt_samples: int,
+                  device: str | None = None, warmup: str | None = None) -> dict:
+    "Run the teacher with `n_references` / `nt_samples` on `studies` into `out` (after an untimed `warmup` study); seconds per study."
+    from labelup.teacher import pseudo_label
+    from labelup.settings import teacher_of
+    from labelup.pipeline import teacher_pool
+    prof = get_profile(profile, {"teacher.n_references": n_references, "teacher.nt_samples": nt_samples})
+    run = lambda o, s: pseudo_label(cache, classifier, o, teacher_of(prof), studies=s, device=device, rank=0, world_size=1,
+                                    pool_studies=teacher_pool(cache, prof))
+    return _timed(out, studies, warmup, run, n_references=n_references, nt_samples=nt_samples)
+
+def timed_student(cache, checkpoint, out, profile: Profile | None, studies: list[str], device: str | None = None,
+                  warmup: str | None = None) -> dict:
+    "Segment `studies` into `out` with the student (after an untimed `warmup` study); seconds per study."
+    run = lambda o, s: segment_studies(cache, checkpoint, o, student_of(profile) if profile is not None else None, studies=s,
+                                       device=device)
+    return _timed(out, studies, warmup, run)
 
 def scores(pred_dir, cache, masks_dir, studies: list[str]) -> dict:
     "PE-level scores against the boxes (cache) and, when `masks_dir` exists, voxel Dice against the true masks."
