@@ -241,13 +241,11 @@ def _positives(n: int, fraction: float, seed: int) -> np.ndarray:
     pos[np.random.default_rng([seed, 7919]).permutation(n)[:k]] = True
     return pos
 
-# %% ../nbs/04_phantom.ipynb #6e4fcfcc
-def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, params: PhantomParams = PARAMS) -> dict:
-    """Draw the static anatomy of one study into an HU volume and a tissue map (phantom mm, see `_Grid`).
-
-    `s` scales the body, `Lz` is the z extent, `c` holds the study's draws (HU: art, vein, aorta, fat, muscle,
-    soft, lung; the torso's aspect; the lung texture). Returns the arrays and the landmarks the vessel trees
-    start from."""
+# %% ../nbs/04_phantom.ipynb #b6849ee8
+def _draw_torso(rng, g: _Grid, s: float, c: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The chest wall and spine of one study: an HU volume and a tissue map holding a torso ellipse with fat and muscle
+    layers, the vertebral column (cortex, trabecular bone, discs, canal), the sternum and ribs; and the geometry the
+    organs inside are fitted to (the chest cavity's half-axes and centre, the spine's position)."""
     Z, Y, X = g.shape
     xx, yy = g.x[None, :], g.y[:, None]
     # torso ellipse with fat and muscle layers: z-invariant 2D masks
@@ -284,16 +282,25 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
     for k in range(Z):
         sel = (((g.z[k] + ph) % period) < 9) & front
         hu[k, iy[sel], ix[sel]] = rib_hu; tis[k, iy[sel], ix[sel]] = BONE
-    # lungs: ellipsoids clipped by the chest cavity, the mediastinum, the spine and the diaphragm dome
+    return hu, tis, dict(axc=axc, ayc=ayc, cyc=cyc, ys=ys, rv=rv, cav2=cav2, vb=vb)
+
+# %% ../nbs/04_phantom.ipynb #570a47b8
+def _draw_lungs(rng, g: _Grid, s: float, Lz: float, c: dict, hu: np.ndarray, tis: np.ndarray, T: dict) -> dict:
+    """Draw the lungs into `hu` and `tis` (in place): ellipsoids clipped by the chest cavity, the mediastinum, the spine
+    and the diaphragm dome, with the liver (right) and spleen (left) below the dome. `T` is `_draw_torso`'s geometry.
+    Returns each lung's shape parameters by side (-1 right, 1 left)."""
+    Z = g.shape[0]
+    xx, yy = g.x[None, :], g.y[:, None]
+    axc, ayc, cyc = T["axc"], T["ayc"], T["cyc"]
     lungs = {}
     for side in (-1, 1):
         lungs[side] = dict(side=side, cx=side * (axc * 0.5 + 2), cy=cyc + 2, cz=0.55 * Lz, rx=axc * 0.5 + 6,
                            ry=ayc + 4, rz=0.45 * Lz, axc=axc - 1, ayc=ayc - 1, cyc=cyc, med=10 * s,
                            zb=Lz * (0.10 + (0.04 if side < 0 else 0)), dh=Lz * rng.uniform(0.10, 0.15),
-                           ys=ys, rs=rv + 4)
+                           ys=T["ys"], rs=T["rv"] + 4)
     for side, L in lungs.items():                      # below the dome: liver (right), spleen/stomach (left)
         dome = L["zb"] + L["dh"] * np.clip(1 - ((xx - L["cx"]) / L["rx"]) ** 2 - ((yy - L["cy"]) / L["ry"]) ** 2, 0, 1)
-        m2 = cav2 & (side * xx >= 0) & ~vb
+        m2 = T["cav2"] & (side * xx >= 0) & ~T["vb"]
         for k in range(Z):
             if g.z[k] > L["zb"] + L["dh"]: break
             mk = m2 & (g.z[k] < dome)
@@ -310,7 +317,15 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
                                   (c["tex_mm"] / g.dz, c["tex_mm"] / g.ps, c["tex_mm"] / g.ps), mode="wrap")
         tex *= np.float32(c["tex_hu"] / (tex.std() + 1e-6))
         hu[sl] = np.where(m, c["lung"] + 40 * (Ys - L["cy"]) / L["ry"] + tex, hu[sl]); tis[sl][m] = LUNG
-    # heart with chambers: the right heart carries the pulmonary-arterial contrast, the left heart less
+    return lungs
+
+# %% ../nbs/04_phantom.ipynb #195e9d61
+def _draw_mediastinum(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, hu: np.ndarray, tis: np.ndarray,
+                      T: dict) -> dict:
+    """Draw the heart (the right heart carries the pulmonary-arterial contrast, the left heart less; an enlarged right
+    ventricle in some PE-positive studies), the aorta, the SVC with its dense bolus, the trachea and main bronchi into
+    `hu` and `tis` (in place). Returns the landmarks the vessel trees start from."""
+    cyc, ayc, ys = T["cyc"], T["ayc"], T["ys"]
     hc = np.array([15 * s, cyc - 0.35 * ayc, 0.27 * Lz])
     rvlv_big = bool(positive and rng.random() < 0.35)   # right-heart strain in some PE-positive studies
     def ell(cen, r, val, t=BLOOD):
@@ -338,8 +353,19 @@ def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, p
     for b_ in (np.array([-40 * s, ys - 38, 0.62 * Lz]), np.array([42 * s, ys - 36, 0.60 * Lz])):
         for rr, val, t in ((7.5, c["soft"], SOFT), (6.0, -1000.0, AIR)):
             tube([carina, b_], rr * s, val, t)
-    return dict(hu=hu, tis=tis, lungs=lungs, hc=hc, la_c=la_c, yA=yA, ys=ys, cyc=cyc, ayc=ayc, rvlv_big=rvlv_big,
-                svc=svc)
+    return dict(hc=hc, la_c=la_c, yA=yA, rvlv_big=rvlv_big, svc=svc)
+
+# %% ../nbs/04_phantom.ipynb #6d518397
+def _draw_anatomy(rng, g: _Grid, s: float, Lz: float, c: dict, positive: bool, params: PhantomParams = PARAMS) -> dict:
+    """Draw the static anatomy of one study into an HU volume and a tissue map (phantom mm, see `_Grid`).
+
+    `s` scales the body, `Lz` is the z extent, `c` holds the study's draws (HU: art, vein, aorta, fat, muscle,
+    soft, lung; the torso's aspect; the lung texture). Returns the arrays and the landmarks the vessel trees
+    start from."""
+    hu, tis, T = _draw_torso(rng, g, s, c)
+    lungs = _draw_lungs(rng, g, s, Lz, c, hu, tis, T)
+    M = _draw_mediastinum(rng, g, s, Lz, c, positive, hu, tis, T)
+    return dict(hu=hu, tis=tis, lungs=lungs, ys=T["ys"], cyc=T["cyc"], ayc=T["ayc"], **M)
 
 # %% ../nbs/04_phantom.ipynb #752081be
 def _vessel_trees(rng, g: _Grid, s: float, Lz: float, A: dict, c: dict, params: PhantomParams = PARAMS):
@@ -450,18 +476,10 @@ def _place_clots(rng, arts: list, ps: float, params: PhantomParams = PARAMS):
                           central=any(arts[j]["kind"] == "trunk" for j, _, _ in pieces), geo=geo))
     return clots, extra
 
-# %% ../nbs/04_phantom.ipynb #db64308f
-def phantom_study(seed: int = 0,               # dataset seed
-                  index: int = 0,              # study number within the dataset
-                  shape=(32, 96, 96),          # (slices, rows, columns)
-                  positive: bool = True,       # draw pulmonary emboli
-                  params: PhantomParams = PARAMS,  # ranges the study is drawn from
-                 ) -> PhantomStudy:
-    "Generate one synthetic CTPA study (deterministic in `seed`, `index`, `shape`, `positive` and `params`)."
-    P_ = params
-    rng = np.random.default_rng([int(seed), int(index), 2024])
-    Z, Y, X = (int(v) for v in shape)
-    if min(Z, Y, X) < 8: raise ValueError(f"shape {tuple(shape)}: every dimension must be at least 8")
+# %% ../nbs/04_phantom.ipynb #e2ab8a6f
+def _study_draws(rng, shape: tuple, P_: PhantomParams) -> dict:
+    "The per-study random draws of `phantom_study` (their order is part of the seed): grid, body, contrast, noise, blur, mixing."
+    Z, Y, X = shape
     ps = rng.uniform(*P_.fov_mm) / X                   # square pixels over the study's field of view
     Lz = rng.uniform(*P_.chest_mm)                      # the chest's extent; the slices cover a share of it
     cov = rng.uniform(*P_.coverage); dz = cov * Lz / Z  # (slice thickness varies with the share)
@@ -484,11 +502,15 @@ def phantom_study(seed: int = 0,               # dataset seed
     noise_sd = rng.uniform(*P_.noise_hu)
     psf = rng.uniform(*P_.psf_mm)
     mixing = bool(rng.random() < P_.mixing_prob)
-    A = _draw_anatomy(rng, g, s, Lz, c, positive, P_)
-    hu, tis = A["hu"], A["tis"]
-    arts, veins, H = _vessel_trees(rng, g, s, Lz, A, c, P_)
-    clots, extra = _place_clots(rng, arts, ps, P_) if positive else ([], [])
-    # vessel occupancies (soft capsules), then blend: veins, arteries (z-dependent contrast), clots
+    return dict(g=g, ps=ps, dz=dz, Lz=Lz, s=s, regime=regime, poor=poor, c=c, noise_sd=noise_sd, psf=psf, mixing=mixing)
+
+# %% ../nbs/04_phantom.ipynb #54185063
+def _render_vessels(rng, g: _Grid, hu: np.ndarray, tis: np.ndarray, arts: list, veins: list, extra: list, clots: list,
+                    D: dict, P_: PhantomParams) -> tuple:
+    """Blend veins, arteries and clots into `hu` (in place; clot voxels become `CLOT` in `tis`, and each clot gets its
+    visible `voxels`). `D` is `_study_draws`'. Returns the PE mask, the artery and vein occupancies, the block the vessels
+    occupy and the mixing slab's record (None without one)."""
+    Z, Y, X = g.shape; ps = g.ps
     fa = np.zeros((Z, Y, X), np.float32); fv = np.zeros((Z, Y, X), np.float32)
     for lst, f in ((veins, fv), (arts, fa), (extra, fa)):
         for sg in lst:
@@ -499,14 +521,14 @@ def phantom_study(seed: int = 0,               # dataset seed
     lo = np.min([np.minimum(v["a"], v["b"]) - v["r"] for v in allv], 0) - 2 * ps
     hi = np.max([np.maximum(v["a"], v["b"]) + v["r"] for v in allv], 0) + 2 * ps
     blk = g.box(lo, hi)
-    art_z = np.full(Z, art, np.float32)
+    art_z = np.full(Z, D["c"]["art"], np.float32)
     slab = None
-    if mixing:                                          # transient interruption of contrast: a slab of lower PA HU
-        zc, wd, drop = rng.uniform(0.3, 0.8) * Lz, rng.uniform(*P_.mixing_mm), rng.uniform(*P_.mixing_drop_hu)
+    if D["mixing"]:                                     # transient interruption of contrast: a slab of lower PA HU
+        zc, wd, drop = rng.uniform(0.3, 0.8) * D["Lz"], rng.uniform(*P_.mixing_mm), rng.uniform(*P_.mixing_drop_hu)
         art_z -= drop * np.exp(-0.5 * ((g.z - zc) / (wd / 2.355)) ** 2)
         slab = dict(z_mm=round(zc, 1), width_mm=round(wd, 1), drop_hu=round(drop, 1))
     hb, fab, fvb = hu[blk], fa[blk], fv[blk]
-    hb += fvb * (np.float32(vein) - hb)
+    hb += fvb * (np.float32(D["c"]["vein"]) - hb)
     hb += fab * (art_z[blk[0], None, None] - hb)
     pe = np.zeros((Z, Y, X), bool)
     for cl in clots:                                    # a clot is its capsules intersected with the lumen
@@ -522,60 +544,102 @@ def phantom_study(seed: int = 0,               # dataset seed
             tis[sl][vis] = CLOT
             n0 += int(np.count_nonzero(vis))
         cl["voxels"] = n0
-    # hilar lymph nodes (mimic): soft tissue beside the arteries, outside every lumen
+    return pe, fa, fv, blk, slab
+
+# %% ../nbs/04_phantom.ipynb #76c9c907
+def _add_nodes(rng, g: _Grid, hu: np.ndarray, tis: np.ndarray, hila: dict, fa: np.ndarray, fv: np.ndarray,
+               P_: PhantomParams) -> int:
+    "Draw 0-3 hilar lymph nodes near the hila `hila` (by side) into `hu` and `tis` (in place), outside every lumen; how many."
     n_nodes = int(rng.integers(1, 4)) if rng.random() < P_.node_prob else 0
     for _ in range(n_nodes):
         d = rng.normal(size=3); d /= np.linalg.norm(d)
-        cen = H[int(rng.choice([-1, 1]))] + d * rng.uniform(12, 22)
+        cen = hila[int(rng.choice([-1, 1]))] + d * rng.uniform(12, 22)
         sl, m = _ellipsoid(g, cen, rng.uniform(4, 8, size=3))
         if sl is None: continue
         m &= (fa[sl] < 0.3) & (fv[sl] < 0.3)
         hu[sl] = np.where(m, rng.uniform(*P_.node_hu), hu[sl]); tis[sl][m] = NODE
-    vessels = np.zeros((Z, Y, X), np.uint8)
-    vessels[blk] = np.where(fab >= 0.5, 1, np.where(fvb >= 0.5, 2, 0))
+    return n_nodes
+
+# %% ../nbs/04_phantom.ipynb #acf0421f
+def _vessel_map(tis: np.ndarray, pe: np.ndarray, fa: np.ndarray, fv: np.ndarray, blk) -> np.ndarray:
+    "Vessel labels (0 none, 1 artery, 2 vein) from the occupancies inside the block `blk`; marks `tis` (in place) to match."
+    vessels = np.zeros(tis.shape, np.uint8)
+    vessels[blk] = np.where(fa[blk] >= 0.5, 1, np.where(fv[blk] >= 0.5, 2, 0))
     tb = tis[blk]; vb = vessels[blk]
     tb[vb == 2] = VEIN; tb[(vb == 1) & ~pe[blk]] = ARTERY
-    del fa, fv, fab, fvb
-    # artefacts: streaks from the dense contrast in the superior vena cava, and a slab of motion ghosts
+    return vessels
+
+# %% ../nbs/04_phantom.ipynb #85cea048
+def _add_artefacts(rng, g: _Grid, hu: np.ndarray, svc: np.ndarray, D: dict, P_: PhantomParams) -> tuple:
+    "Add SVC streaks and a slab of motion ghosts to `hu` (in place), each with the study's probability; their records (or None)."
     streak = None
     if rng.random() < P_.streak_prob:
         amp, k, ph, decay = rng.uniform(*P_.streak_hu), int(rng.integers(4, 10)), rng.uniform(0, np.pi), rng.uniform(40, 90)
-        rx, ry = g.x[None, :] - A["svc"][0], g.y[:, None] - A["svc"][1]
+        rx, ry = g.x[None, :] - svc[0], g.y[:, None] - svc[1]
         rr, th = np.sqrt(rx ** 2 + ry ** 2), np.arctan2(ry, rx)
         w = np.cos(k * th + ph); w = np.sign(w) * np.abs(w) ** 12             # narrow bright and dark bands
-        pat = (amp * w * np.exp(-rr / decay) * (rr > 9 * s)).astype(np.float32)
-        zs = np.nonzero(g.z >= A["svc"][2])[0]
+        pat = (amp * w * np.exp(-rr / decay) * (rr > 9 * D["s"])).astype(np.float32)
+        zs = np.nonzero(g.z >= svc[2])[0]
         hu[zs] += pat[None] * rng.uniform(0.6, 1.0, size=(len(zs), 1, 1)).astype(np.float32)
         streak = dict(hu=round(amp, 1), bands=2 * k, slices=int(len(zs)))
     motion = None
     if rng.random() < P_.motion_prob:
-        zc, wd, dmm = rng.uniform(0.15, 0.5) * Lz, rng.uniform(20, 50), rng.uniform(*P_.motion_mm)
-        ang = rng.uniform(0, 2 * np.pi); d = (dmm * np.sin(ang) / ps, dmm * np.cos(ang) / ps)
+        zc, wd, dmm = rng.uniform(0.15, 0.5) * D["Lz"], rng.uniform(20, 50), rng.uniform(*P_.motion_mm)
+        ang = rng.uniform(0, 2 * np.pi); d = (dmm * np.sin(ang) / g.ps, dmm * np.cos(ang) / g.ps)
         for kz in np.nonzero(np.abs(g.z - zc) <= wd / 2)[0]:
             hu[kz] = 0.5 * hu[kz] + 0.5 * ndi.shift(hu[kz], d, order=1, mode="nearest")
         motion = dict(z_mm=round(zc, 1), width_mm=round(wd, 1), shift_mm=round(dmm, 1))
-    # noise, then one blur (the scanner's point spread: partial volume, and noise correlated like CT noise),
-    # with the noise scaled by the blur's gain so that its final sd is the study's noise level
-    sig = (max(0.15, psf / dz), max(0.3, psf / ps), max(0.3, psf / ps))
+    return streak, motion
+
+# %% ../nbs/04_phantom.ipynb #e7973f75
+def _scan(rng, hu: np.ndarray, g: _Grid, noise_sd: float, psf: float) -> np.ndarray:
+    "Noise of final sd `noise_sd` HU and a Gaussian point spread of `psf` mm on `hu` (float32, in place); int16 HU."
+    sig = (max(0.15, psf / g.dz), max(0.3, psf / g.ps), max(0.3, psf / g.ps))
     gain = 1.0
     for sg_ in sig:
         k = ndi.gaussian_filter1d(np.eye(1, 41, 20)[0], sg_, truncate=3.0); gain *= float(np.sqrt(k @ k))
-    hu += rng.standard_normal((Z, Y, X), dtype=np.float32) * np.float32(noise_sd / gain)
+    hu += rng.standard_normal(hu.shape, dtype=np.float32) * np.float32(noise_sd / gain)
     ndi.gaussian_filter(hu, sig, output=hu, mode="nearest", truncate=3.0)
     np.rint(hu, out=hu); np.clip(hu, -1024, 3071, out=hu)
-    hu = hu.astype(np.int16)
+    return hu.astype(np.int16)
+
+# %% ../nbs/04_phantom.ipynb #ab953c6a
+def phantom_study(seed: int = 0,               # dataset seed
+                  index: int = 0,              # study number within the dataset
+                  shape=(32, 96, 96),          # (slices, rows, columns)
+                  positive: bool = True,       # draw pulmonary emboli
+                  params: PhantomParams = PARAMS,  # ranges the study is drawn from
+                 ) -> PhantomStudy:
+    "Generate one synthetic CTPA study (deterministic in `seed`, `index`, `shape`, `positive` and `params`)."
+    P_ = params
+    rng = np.random.default_rng([int(seed), int(index), 2024])
+    Z, Y, X = (int(v) for v in shape)
+    if min(Z, Y, X) < 8: raise ValueError(f"shape {tuple(shape)}: every dimension must be at least 8")
+    D = _study_draws(rng, (Z, Y, X), P_)
+    g, c = D["g"], D["c"]
+    A = _draw_anatomy(rng, g, D["s"], D["Lz"], c, positive, P_)
+    hu, tis = A["hu"], A["tis"]
+    arts, veins, H = _vessel_trees(rng, g, D["s"], D["Lz"], A, c, P_)
+    clots, extra = _place_clots(rng, arts, D["ps"], P_) if positive else ([], [])
+    pe, fa, fv, blk, slab = _render_vessels(rng, g, hu, tis, arts, veins, extra, clots, D, P_)
+    n_nodes = _add_nodes(rng, g, hu, tis, H, fa, fv, P_)
+    vessels = _vessel_map(tis, pe, fa, fv, blk)
+    del fa, fv
+    streak, motion = _add_artefacts(rng, g, hu, A["svc"], D, P_)
+    hu = _scan(rng, hu, g, D["noise_sd"], D["psf"])
     study, series = _uid("study", seed, index), _uid("series", seed, index)
     sops = [_uid("sop", seed, index, k) for k in range(Z)]
     origin = (float(g.x[0]), float(g.y[0]), float(-rng.uniform(100, 400)))  # table position of slice 0
-    info = dict(study=study, positive=bool(pe.any()), regime=regime, artery_hu=round(art, 1), vein_hu=round(vein, 1),
-                aorta_hu=round(c["aorta"], 1), poor_veins=poor, noise_hu=round(noise_sd, 1), psf_mm=round(psf, 2),
-                pixel_mm=round(ps, 3), slice_mm=round(dz, 3), main_pa_mm=round(c["main_pa"], 1),
-                tortuosity=round(c["tort"], 3), streaks=streak, motion=motion, mixing=slab,
-                hilar_nodes=n_nodes, rv_lv_ratio_gte_1=A["rvlv_big"] and bool(pe.any()), clots=clots,
-                n_arteries=len(arts), n_veins=len(veins), body_scale=round(s, 3))
+    info = dict(study=study, positive=bool(pe.any()), regime=D["regime"], artery_hu=round(c["art"], 1),
+                vein_hu=round(c["vein"], 1), aorta_hu=round(c["aorta"], 1), poor_veins=D["poor"],
+                noise_hu=round(D["noise_sd"], 1), psf_mm=round(D["psf"], 2), pixel_mm=round(D["ps"], 3),
+                slice_mm=round(D["dz"], 3), main_pa_mm=round(c["main_pa"], 1), tortuosity=round(c["tort"], 3),
+                streaks=streak, motion=motion, mixing=slab, hilar_nodes=n_nodes,
+                rv_lv_ratio_gte_1=A["rvlv_big"] and bool(pe.any()), clots=clots, n_arteries=len(arts),
+                n_veins=len(veins), body_scale=round(D["s"], 3))
     return PhantomStudy(study=study, series=series, sops=sops, hu=hu, pe=pe.astype(np.uint8), vessels=vessels,
-                        tissue=tis, spacing=(dz, ps, ps), origin=origin, orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
-                        info=info)
+                        tissue=tis, spacing=(D["dz"], D["ps"], D["ps"]), origin=origin,
+                        orientation=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0), info=info)
 
 # %% ../nbs/04_phantom.ipynb #352716a4
 EXAM_COLUMNS = ["negative_exam_for_pe", "qa_motion", "qa_contrast", "flow_artifact", "rv_lv_ratio_gte_1",
