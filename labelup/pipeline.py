@@ -15,9 +15,10 @@ from .files import RunLayout
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['log', 'FAMILIES', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer', 'ensure_cache',
-           'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_pool', 'teacher_profile',
-           'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies', 'positive_test_studies']
+__all__ = ['log', 'FAMILIES', 'TUNED_KEYS', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer',
+           'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_pool',
+           'teacher_profile', 'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies',
+           'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -171,6 +172,8 @@ def _tune_on(lay, profile: Profile, out: Path, val: list, ckpt, device) -> dict:
     best = table[table.chosen].iloc[0]
     return dict(choice, f1=float(best.f1) if best.f1 == best.f1 else None, tp=int(best.tp), fp=int(best.fp), fn=int(best.fn))
 
+TUNED_KEYS = {"filter": ("min_cluster_voxels", "agg_threshold"), "reference": ("reference", "extra_references", "mask_fill")}
+
 def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profile:
     """The profile stage 2 and 3 use in this run: `profile` itself, or with `teacher.tune_filter` its minimum cluster size
     and vote threshold, and with `teacher.tune_reference` its IG reference and mask fill (`labelup.teacher.REFERENCE_CHOICES`),
@@ -190,9 +193,15 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     from labelup.runtime import file_hash
     old = json.loads(f.read_text()) if f.is_file() else None
     ckpt = ensure_classifier(lay, profile, data_root, device)
-    # the choice holds for this classifier and these teacher settings only: a retrained classifier or a changed setting redoes it
-    basis = dict(checkpoint=file_hash(ckpt), settings=json.loads(json.dumps(teacher_outcome(profile), default=str)))
-    if (old is None or old.get("tuned", ["filter"]) != tuned or old.get("basis") != basis
+    # the choice holds for this classifier and these teacher settings only: a retrained classifier or a changed setting redoes it.
+    # The keys the tuning sets are left out of the basis, so the profile it returns maps to the same choice (idempotent); they
+    # must hold either the profile's own value recorded with the choice or the chosen one.
+    keys = [k for k in TUNED_KEYS["filter"] + TUNED_KEYS["reference"] if k in TUNED_KEYS["filter"] or t.tune_reference]
+    settings = json.loads(json.dumps(teacher_outcome(profile), default=str))
+    for k in keys: settings["teacher"].pop(k, None)
+    basis = dict(checkpoint=file_hash(ckpt), settings=settings)
+    known = lambda o: all(getattr(t, k) in (o.get(f"profile_{k}", getattr(t, k)), o.get(k, getattr(t, k))) for k in keys)
+    if (old is None or old.get("tuned", ["filter"]) != tuned or old.get("basis") != basis or not known(old)
             or (t.tune_reference and old.get("confidence") != REFERENCE_CONFIDENCE)):
         from labelup.teacher import reference_candidates, paired_win_share
         val = positive_studies(lay, profile, data_root, "val")
@@ -212,7 +221,8 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
                       **({k: best[k] for k in cands[0][1]} if t.tune_reference else {}))
         write_json_atomic(f, dict(choice, tuned=tuned, basis=basis, choice=str(best.choice), f1=None if best.f1 != best.f1 else float(best.f1),
                                   profile_min_cluster_voxels=t.min_cluster_voxels, profile_agg_threshold=t.agg_threshold,
-                                  profile_reference=t.reference, profile_mask_fill=t.mask_fill, studies=len(val),
+                                  profile_reference=t.reference, profile_extra_references=t.extra_references,
+                                  profile_mask_fill=t.mask_fill, studies=len(val),
                                   **(dict(confidence=REFERENCE_CONFIDENCE, best_f1=str(table.choice[top]),
                                           best_win_share=None if top == 0 else float(table.win_share[top])) if t.tune_reference else {})))
         log.info(f"teacher tuning on {len(val)} validation studies: min_cluster_voxels {t.min_cluster_voxels} -> "

@@ -47,15 +47,19 @@ def test_stale_or_forged_choice_is_not_used(tmp_path):
     tuned = teacher_profile(tmp_path, p, None, "cpu")
     f = tmp_path / "teacher_tuning" / "choice.json"
     ch = json.loads(f.read_text())
-    assert len(ch["basis"]["checkpoint"]) == 16 and ch["basis"]["settings"]["teacher"]["min_cluster_voxels"] == 100
+    assert len(ch["basis"]["checkpoint"]) == 16 and ch["basis"]["settings"]["teacher"]["ig_steps"] == p.teacher.ig_steps
+    assert "min_cluster_voxels" not in ch["basis"]["settings"]["teacher"]   # what the tuning sets is not part of its basis
     # a retrained classifier (another checkpoint hash): the choice is made again, not reused
     f.write_text(json.dumps(dict(ch, min_cluster_voxels=123457, basis=dict(ch["basis"], checkpoint="0" * 16))))
     assert teacher_profile(tmp_path, p, None, "cpu") == tuned
     assert json.loads(f.read_text())["basis"] == ch["basis"]
-    # another teacher setting (here the profile's own size filter) also makes it again
-    p2 = get_profile(p, ["teacher.min_cluster_voxels=50"])
+    # the profile it returned maps to the same choice: nothing is tuned again (ensure_teacher gets the tuned profile)
+    before = f.read_text()
+    assert teacher_profile(tmp_path, tuned, None, "cpu") == tuned and f.read_text() == before
+    # another teacher setting (here the profile's own size filter, not on the size ladder) makes it again
+    p2 = get_profile(p, ["teacher.min_cluster_voxels=37"])
     teacher_profile(tmp_path, p2, None, "cpu")
-    assert json.loads(f.read_text())["profile_min_cluster_voxels"] == 50
+    assert json.loads(f.read_text())["profile_min_cluster_voxels"] == 37
     # a forged value with the right basis is refused like the same --set
     ch = json.loads(f.read_text())
     f.write_text(json.dumps(dict(ch, min_cluster_voxels=-3)))
