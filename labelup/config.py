@@ -326,8 +326,14 @@ PROFILES = {"smoke": _smoke, "synthetic": _synthetic, "fine": _fine, "paper": _p
 
 # %% ../nbs/00a_config.ipynb #8373cfd2
 def _coerce(old, value):
-    "Parse a string override to the type of the value it replaces (ValueError when it is not one)."
-    if not isinstance(value, str) or isinstance(old, str): return value
+    """Parse a string override to the type of the value it replaces; a value that is not a string (a Python caller's, a
+    stored record's) must already have that type (ValueError when it is not one)."""
+    if type(value).__module__ == "numpy" and hasattr(value, "item"): value = value.item()   # numpy scalars as Python values
+    if not isinstance(value, str) or isinstance(old, str):
+        why = _type_problem(old, value)
+        if why: raise ValueError(why)
+        if isinstance(old, tuple): return tuple(value)
+        return float(value) if isinstance(old, float) else value
     if old is None:
         return None if value.lower() in ("none", "null", "") else value
     if isinstance(old, bool):

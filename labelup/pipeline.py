@@ -191,16 +191,19 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
     from labelup.teacher import REFERENCE_CONFIDENCE
     from labelup.settings import teacher_outcome
     from labelup.runtime import file_hash
-    old = json.loads(f.read_text()) if f.is_file() else None
+    try: old = json.loads(f.read_text()) if f.is_file() else None
+    except (OSError, ValueError): old = None
+    if old is not None and not isinstance(old, dict): old = None
+    if old is None and f.is_file(): log.warning("teacher_tuning/choice.json: not a readable choice; tuning again")
     ckpt = ensure_classifier(lay, profile, data_root, device)
     # the choice holds for this classifier and these teacher settings only: a retrained classifier or a changed setting redoes it.
     # The keys the tuning sets are left out of the basis, so the profile it returns maps to the same choice (idempotent); they
     # must hold either the profile's own value recorded with the choice or the chosen one.
-    keys = [k for k in TUNED_KEYS["filter"] + TUNED_KEYS["reference"] if k in TUNED_KEYS["filter"] or t.tune_reference]
+    chosen = [k for name in tuned for k in TUNED_KEYS[name]]
     settings = json.loads(json.dumps(teacher_outcome(profile), default=str))
-    for k in keys: settings["teacher"].pop(k, None)
+    for k in chosen: settings["teacher"].pop(k, None)
     basis = dict(checkpoint=file_hash(ckpt), settings=settings)
-    known = lambda o: all(getattr(t, k) in (o.get(f"profile_{k}", getattr(t, k)), o.get(k, getattr(t, k))) for k in keys)
+    known = lambda o: all(k in o and getattr(t, k) in (o.get(f"profile_{k}", getattr(t, k)), o[k]) for k in chosen)
     if (old is None or old.get("tuned", ["filter"]) != tuned or old.get("basis") != basis or not known(old)
             or (t.tune_reference and old.get("confidence") != REFERENCE_CONFIDENCE)):
         from labelup.teacher import reference_candidates, paired_win_share
@@ -228,11 +231,8 @@ def teacher_profile(run, profile: Profile, data_root=None, device=None) -> Profi
         log.info(f"teacher tuning on {len(val)} validation studies: min_cluster_voxels {t.min_cluster_voxels} -> "
                  f"{choice['min_cluster_voxels']} (paper units), agg_threshold {t.agg_threshold} -> {choice['agg_threshold']}"
                  + (f", reference {t.reference}/{t.mask_fill} -> {choice['reference']}/{choice['mask_fill']}" if t.tune_reference else ""))
-    ch = json.loads(f.read_text())
-    keys = {"teacher.min_cluster_voxels": int(ch["min_cluster_voxels"]),
-            "teacher.agg_threshold": float(ch.get("agg_threshold", t.agg_threshold))}
-    if t.tune_reference: keys.update({f"teacher.{k}": ch[k] for k in ("reference", "extra_references", "mask_fill")})
-    return get_profile(profile, keys)
+    ch = json.loads(f.read_text())   # every key of `chosen` is there (`known`); get_profile checks each value like --set
+    return get_profile(profile, {f"teacher.{k}": ch[k] for k in chosen})
 
 def ensure_teacher(run, profile: Profile, data_root=None, device=None) -> Path:
     "Stage 2: teacher pseudo-labels `RUN/teacher/<Study>.nii.gz` for `teacher_studies` (finished studies are skipped)."

@@ -65,3 +65,8 @@ def test_stale_or_forged_choice_is_not_used(tmp_path):
     f.write_text(json.dumps(dict(ch, min_cluster_voxels=-3)))
     with pytest.raises(UsageError, match="teacher.min_cluster_voxels=-3: must be >= 0"):
         teacher_profile(tmp_path, p2, None, "cpu")
+    f.write_text(json.dumps(dict(ch, agg_threshold=[0.3])))                              # a value of the wrong type
+    with pytest.raises(UsageError, match=r"teacher.agg_threshold=\[0.3\]: not a valid float"):
+        teacher_profile(tmp_path, p2, None, "cpu")
+    f.write_text("{not json")                                                             # unreadable: tuned again
+    assert teacher_profile(tmp_path, p2, None, "cpu").teacher.min_cluster_voxels == ch["min_cluster_voxels"]
