@@ -176,7 +176,9 @@ def pseudo_label(cache, # `prepare` cache folder
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
     device = pick_device(device)
     model, ckpt_hash = load_teacher_model(checkpoint, device)
-    mine = shard(sorted(studies if studies is not None else list_studies(cache)), rank, world_size)
+    asked = list(studies) if studies is not None else list_studies(cache)
+    ours = set(shard(sorted(asked), rank, world_size))   # a rank's share of the sorted list, done in the order asked
+    mine = [s for s in dict.fromkeys(asked) if s in ours]
     out = claim_output(out, dict(settings=settings.outcome, checkpoint=ckpt_hash), force, "set of pseudo-labels"); sweep_temporaries(out)
     todo = [s for s in mine if not is_done(out, s, settings.outcome, ckpt_hash) or (votes and not (out / "votes" / f"{s}.nii.gz").exists())]
     records = [json.loads((out / f"{s}.json").read_text()) for s in mine if s not in todo]

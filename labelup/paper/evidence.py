@@ -49,12 +49,19 @@ def paint_over(x: torch.Tensor,    # (B, 7, H, W) windows
     return torch.where(m.reshape(clot.shape) > 0, grey_closing(x, size), x)
 
 # %% ../../nbs/22b_evidence.ipynb #1195abd7
-def _input_volume(cache, study: str, profile: Profile, mask: np.ndarray) -> torch.Tensor:
-    "The classifier's input volume of `study`, checked against the grid of its true `mask`."
-    vol = preprocess_settings(profile)(load_study(cache, study).image)
-    if tuple(vol.shape[-2:]) != mask.shape[-2:]:
-        raise ValueError(f"study {study}: mask {mask.shape} does not match the classifier input {tuple(vol.shape)}")
-    return vol
+def _input_volume(cache, study: str, profile: Profile, *masks: np.ndarray) -> tuple:
+    """The classifier's input volume of `study` and its true `masks` on that grid: each mask must lie on the study's
+    own grid, and follows the image when the classifier reads it at another in-plane size (nearest neighbour)."""
+    image = load_study(cache, study).image
+    vol = preprocess_settings(profile)(image)
+    out = []
+    for m in masks:
+        if m.shape != image.shape:
+            raise ValueError(f"study {study}: mask {m.shape} does not match the study's image {image.shape}")
+        if tuple(vol.shape[-2:]) != m.shape[-2:]:
+            m = F.interpolate(torch.from_numpy(m)[None].float(), size=tuple(vol.shape[-2:]), mode="nearest")[0].numpy() > 0
+        out.append(m)
+    return (vol, *out)
 
 @torch.no_grad()
 def clot_reliance(model: nn.Module,  # trained classifier (eval mode)
@@ -71,7 +78,7 @@ def clot_reliance(model: nn.Module,  # trained classifier (eval mode)
         pe = load_volume(Path(masks_dir) / f"{s}.nii.gz")[0] > 0
         zs = np.nonzero(pe.any((1, 2)))[0]
         if len(zs) == 0: continue
-        vol = _input_volume(cache, s, profile, pe)
+        vol, pe = _input_volume(cache, s, profile, pe)
         for k in range(0, len(zs), batch_size):
             zb = zs[k:k + batch_size]
             x = make_slabs(vol, list(map(int, zb)), profile.data.context)
@@ -150,7 +157,7 @@ def clot_patches(cache,            # `prepare` cache
     for s in studies:
         pe = load_volume(Path(data) / "masks" / f"{s}.nii.gz")[0] > 0
         art = load_volume(Path(data) / "vessels" / f"{s}.nii.gz")[0] == 1
-        vol = _input_volume(cache, s, profile, pe)
+        vol, pe, art = _input_volume(cache, s, profile, pe, art)
         v = F.pad(vol, (radius,) * 4)
         near = F.max_pool3d(torch.from_numpy(pe)[None, None].float(), (5, 2 * far + 1, 2 * far + 1), 1, (2, far, far))[0, 0].numpy() > 0
         for lab, m in ((1, pe), (0, art & ~near)):
@@ -199,7 +206,7 @@ def ig_clot_share(model: nn.Module,  # trained classifier
         pe = load_volume(Path(masks_dir) / f"{s}.nii.gz")[0] > 0
         zs = np.nonzero(pe.any((1, 2)))[0]
         if len(zs) == 0: continue
-        vol = _input_volume(cache, s, profile, pe)
+        vol, pe = _input_volume(cache, s, profile, pe)
         zb = np.unique(zs[np.linspace(0, len(zs) - 1, min(per_study, len(zs))).round().astype(int)])
         wins.append((make_slabs(vol, list(map(int, zb)), profile.data.context),
                      torch.from_numpy(pe[slab_indices(zb, len(vol), profile.data.context)])))

@@ -2,7 +2,7 @@
 
 # %% ../../nbs/23_tables4_5.ipynb #72307921
 from __future__ import annotations
-import json, time
+import json, shutil, time
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +33,28 @@ PAPER_TABLE5 = [  # paper Table V (reported, RSPECT-augmented test set)
     ("strongly supervised", "Zhu et al [39]", "142", "142", 86.0, 61.3, 71.6),
     ("strongly supervised", "Weikert et al [28]", "30,000", "15,858", 82.2, 86.8, 85.8)]
 
-def _timed(out, studies: list[str], warmup: str | None, run, **record) -> dict:
-    """`run(folder, studies)` once on the `warmup` study into a sibling folder (untimed: the first call of a model pays for
-    loading code, kernels and allocations, which a per-study time should not hold), then on `studies` into `out`, timed:
-    wall seconds per study, kept in `out/timing.json` and reused while the studies are the same."""
+def _timed(out, studies: list[str], warmup: str | None, run, clock=time.perf_counter, **record) -> dict:
+    """`run(out, [warmup, *studies], on_study)`: one call of the model on the `warmup` study and then on `studies`, each
+    study timed from the end of the one before to its own `on_study` callback (reading, inference, writing). The
+    warm-up study's time is not counted: it holds what a deployed model pays once (loading the checkpoint, code,
+    kernels, allocations), not per study. Seconds per study: the mean over `studies`; kept in `out/timing.json` and
+    reused while the studies are the same. `out` is the timing's own folder: outputs from an unfinished timing are
+    removed first, since a study already done would be skipped and not timed."""
     out = Path(out); tf = out / "timing.json"
     if tf.exists():
         t = json.loads(tf.read_text())
         if t.get("studies") == list(studies) and t.get("warmup") == warmup: return t
-    if warmup is not None: run(out.parent / "warmup" / out.name, [warmup])
-    t0 = time.perf_counter()
-    run(out, list(studies))
-    t = dict(studies=list(studies), seconds_per_study=(time.perf_counter() - t0) / max(1, len(studies)), warmup=warmup, **record)
+    if out.exists(): shutil.rmtree(out)
+    marks, t0 = {}, clock()
+    def on_study(rec, done, total): marks[rec["study"]] = clock()
+    run(out, ([warmup] if warmup is not None else []) + list(studies), on_study)
+    order = sorted(marks, key=marks.get); ends = [marks[s] for s in order]
+    secs = {s: e - b for s, e, b in zip(order, ends, [t0] + ends[:-1])}
+    missing = [s for s in studies if s not in secs]
+    if missing: raise RuntimeError(f"{out}: no time for {missing} (the model did not report them)")
+    t = dict(studies=list(studies), seconds_per_study=float(np.mean([secs[s] for s in studies])) if studies else 0.0,
+             seconds={s: round(secs[s], 4) for s in studies}, warmup=warmup,
+             warmup_seconds=round(secs[warmup], 4) if warmup is not None else None, **record)
     write_json_atomic(tf, t)
     return t
 
@@ -55,15 +65,15 @@ def timed_teacher(cache, classifier, out, profile: Profile, studies: list[str], 
     from labelup.settings import teacher_of
     from labelup.pipeline import teacher_pool
     prof = get_profile(profile, {"teacher.n_references": n_references, "teacher.nt_samples": nt_samples})
-    run = lambda o, s: pseudo_label(cache, classifier, o, teacher_of(prof), studies=s, device=device, rank=0, world_size=1,
-                                    pool_studies=teacher_pool(cache, prof))
+    run = lambda o, s, cb: pseudo_label(cache, classifier, o, teacher_of(prof), studies=s, device=device, rank=0, world_size=1,
+                                        pool_studies=teacher_pool(cache, prof), on_study=cb)
     return _timed(out, studies, warmup, run, n_references=n_references, nt_samples=nt_samples)
 
 def timed_student(cache, checkpoint, out, profile: Profile | None, studies: list[str], device: str | None = None,
                   warmup: str | None = None) -> dict:
     "Segment `studies` into `out` with the student (after an untimed `warmup` study); seconds per study."
-    run = lambda o, s: segment_studies(cache, checkpoint, o, student_of(profile) if profile is not None else None, studies=s,
-                                       device=device)
+    run = lambda o, s, cb: segment_studies(cache, checkpoint, o, student_of(profile) if profile is not None else None, studies=s,
+                                           device=device, on_study=cb)
     return _timed(out, studies, warmup, run)
 
 def scores(pred_dir, cache, masks_dir, studies: list[str]) -> dict:
