@@ -24,8 +24,9 @@ def cluster_table(mask: np.ndarray, # binary vol[z, y, x]
     cols = ["label", "voxels", "z", "y", "x", "distance"]
     if n == 0: return lab, pd.DataFrame(columns=cols)
     idx = np.arange(1, n + 1)
-    vox = ndimage.sum_labels(mask, lab, idx)
-    cen = np.array(ndimage.center_of_mass(mask, lab, idx)).reshape(n, 3)
+    fg = np.nonzero(lab); l = lab[fg]    # sums over the mask's voxels only (not the whole volume, as ndimage's would)
+    vox = np.bincount(l, minlength=n + 1)[1:]
+    cen = np.stack([np.bincount(l, weights=c, minlength=n + 1)[1:] for c in fg], axis=1) / vox[:, None]
     cy, cx = (mask.shape[1] - 1) / 2, (mask.shape[2] - 1) / 2
     dist = np.hypot(cen[:, 1] - cy, cen[:, 2] - cx)
     return lab, pd.DataFrame({"label": idx, "voxels": vox.astype(int), "z": cen[:, 0], "y": cen[:, 1], "x": cen[:, 2],

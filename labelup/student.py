@@ -493,10 +493,9 @@ def postprocess(prob: np.ndarray,   # probability vol[z, y, x]
                ) -> tuple[np.ndarray, int]:
     "Threshold, optional stage-2 size/distance filters, 26-connected components: (uint8 mask, number of components kept)."
     mask = (prob >= threshold).astype(np.uint8)
-    if cluster_filter is not None:
-        mask = np.asarray(cluster_filter(mask)).astype(np.uint8)
-    _, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    return mask, int(n)
+    if cluster_filter is None: return mask, int(ndimage.label(mask, structure=np.ones((3, 3, 3), bool))[1])
+    mask, tab = cluster_filter.table(mask)   # the filters keep or drop whole components: what they keep is the count
+    return np.asarray(mask).astype(np.uint8), int(tab.kept.sum()) if len(tab) else 0
 
 
 # %% ../nbs/11_student.ipynb #32ef259b
