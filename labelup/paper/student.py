@@ -48,7 +48,7 @@ def _timed(out, studies: list[str], warmup: str | None, run, clock=time.perf_cou
     marks, t0 = {}, clock()
     def on_study(rec, done, total): marks[rec["study"]] = clock()
     run(out, ([warmup] if warmup is not None else []) + list(studies), on_study)
-    order = sorted(marks, key=marks.get); ends = [marks[s] for s in order]
+    order = list(marks); ends = list(marks.values())   # in the order the studies finished
     secs = {s: e - b for s, e, b in zip(order, ends, [t0] + ends[:-1])}
     missing = [s for s in studies if s not in secs]
     if missing: raise RuntimeError(f"{out}: no time for {missing} (the model did not report them)")
