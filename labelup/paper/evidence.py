@@ -22,7 +22,7 @@ from ..explain import grey_closing
 
 # %% auto #0
 __all__ = ['height_matched_auroc', 'paint_over', 'clot_reliance', 'occlusion_map', 'evidence_summary', 'write_evidence',
-           'clot_patches', 'clot_visibility', 'ig_clot_share']
+           'clear_of', 'clot_patches', 'clot_visibility', 'ig_clot_share']
 
 # %% ../../nbs/22b_evidence.ipynb #e035d126
 def height_matched_auroc(scores: pd.DataFrame, # StudyInstanceUID, z, label, prob (as `score_studies` returns)
@@ -143,13 +143,24 @@ def write_evidence(summary: dict, results, meta: dict) -> Path:
     return results / "evidence.md"
 
 # %% ../../nbs/22b_evidence.ipynb #d6011182
+def clear_of(pe: np.ndarray,     # (Z, H, W) clot mask
+             context: int,       # slab depth (slices)
+             radius: int,        # half the patch side (pixels)
+             far: int | None = None, # None: the whole slab and field; else only this far in-plane and 2 slices
+            ) -> np.ndarray:
+    "Voxels whose patch (the `context`-slice slab, 2 `radius` + 1 pixels square) holds no clot voxel."
+    kz, kr = (context, radius) if far is None else (5, far)
+    near = F.max_pool3d(torch.from_numpy(pe)[None, None].float(), (kz, 2 * kr + 1, 2 * kr + 1), 1, (kz // 2, kr, kr))[0, 0]
+    return near.numpy() == 0
+
+# %% ../../nbs/22b_evidence.ipynb #26db5730
 def clot_patches(cache,            # `prepare` cache
                  data,             # phantom root: `masks/` (PE) and `vessels/` (1 artery) beside `train/`
                  studies: list,    # studies to cut patches from
                  profile: Profile, # preprocessing
                  per_study: int = 40, # patches of each kind per study (drawn with replacement)
                  radius: int = 16,    # half the patch side (pixels)
-                 far: int = 8,        # a clot-free patch's centre lies this far from every clot (pixels; 2 slices)
+                 far: int | None = None, # None: a clot-free patch holds no clot voxel in its whole slab and field; else its centre lies this far from every clot (pixels; 2 slices)
                  seed: int = 0,
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     "Patches (N, 7, 2r, 2r) centred on clot voxels (label 1) and on clot-free artery lumen (label 0)."
@@ -159,8 +170,7 @@ def clot_patches(cache,            # `prepare` cache
         art = load_volume(Path(data) / "vessels" / f"{s}.nii.gz")[0] == 1
         vol, pe, art = _input_volume(cache, s, profile, pe, art)
         v = F.pad(vol, (radius,) * 4)
-        near = F.max_pool3d(torch.from_numpy(pe)[None, None].float(), (5, 2 * far + 1, 2 * far + 1), 1, (2, far, far))[0, 0].numpy() > 0
-        for lab, m in ((1, pe), (0, art & ~near)):
+        for lab, m in ((1, pe), (0, art & clear_of(pe, profile.data.context, radius, far))):
             idx = np.argwhere(m)
             if len(idx) == 0: continue
             for z, r, c in idx[rng.integers(len(idx), size=per_study)]:

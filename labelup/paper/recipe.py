@@ -5,14 +5,16 @@ every other synthetic family: the levers of the recipe, what each costs, and whi
 
 # %% ../../nbs/22d_recipe.ipynb #f6d3ea79
 from __future__ import annotations
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 
 # %% auto #0
-__all__ = ['lever_table', 'write_recipe']
+__all__ = ['lever_table', 'write_recipe', 'grid_visibility', 'write_grid']
 
 # %% ../../nbs/22d_recipe.ipynb #a51a3d43
 def lever_table(rows: list, # dicts: lever, overrides, seconds, scored_on, kind, slice_auroc, height_matched_auroc, ...
@@ -37,3 +39,66 @@ def write_recipe(rows: list, results, meta: dict) -> Path:
     write_json_atomic(results / "recipe.json", dict(meta, rows=rows))
     write_text_atomic(results / "recipe.md", md_table(t))
     return results / "recipe.md"
+
+# %% ../../nbs/22d_recipe.ipynb #32ea81b3
+def _clot_stats(masks, studies: list) -> dict:
+    "Median clot voxels per positive study, median clot pixels per positive slice, and the share of positive slices under 4 pixels."
+    from labelup.files import load_volume
+    vox, px = [], []
+    for s in studies:
+        pe = load_volume(Path(masks) / f"{s}.nii.gz")[0] > 0
+        if pe.any(): vox.append(int(pe.sum())); a = pe.sum((1, 2)); px += a[a > 0].tolist()
+    px = np.array(px)
+    return dict(positive_studies=len(vox), clot_voxels_median=float(np.median(vox)) if vox else float("nan"),
+                slice_clot_px_median=float(np.median(px)) if len(px) else float("nan"),
+                slices_under_4px=float((px < 4).mean()) if len(px) else float("nan"))
+
+# %% ../../nbs/22d_recipe.ipynb #d0c29305
+def grid_visibility(root,               # folder for each grid's dataset and cache (`ROOT/<grid>/data`, `ROOT/<grid>/cache`)
+                    family: str,        # a synthetic data family (a key of `pipeline.FAMILIES`)
+                    grids: dict,        # name -> (slices, rows, columns); the first is the reference for the patch field
+                    profile,            # preprocessing, seed, slab depth and patch-network steps (`bench.evidence_patch_steps`)
+                    n_studies: int = 40,
+                    test_share: float = 0.3, # share of studies whose patches are held out
+                    radius: int = 16,   # half the patch side at the profile's `data.image_size` (scaled with each grid)
+                    per_study: int = 40,
+                    workers: int = 1,
+                   ) -> list[dict]:
+    "Per grid: its pixel size, clot sizes, and the held-out AUROC of a strongly supervised clot-vs-artery patch network."
+    import time
+    from labelup.config import get_profile
+    from labelup.data import list_studies, prepare
+    from labelup.pipeline import make_family_dataset
+    from labelup.paper.evidence import clot_patches, clot_visibility
+    rows = []
+    for name, shape in grids.items():
+        d = Path(root) / name; t0 = time.time()
+        if not (d / "data" / "train.csv").exists():
+            make_family_dataset(family, d / "data", n_studies, seed=profile.data.seed + 3000, shape=tuple(shape),
+                                positive_fraction=profile.data.positive_fraction, workers=workers)
+        prepare(d / "data", d / "cache", workers=workers, progress=False)
+        drawn = round(time.time() - t0, 1)
+        studies = list_studies(d / "cache"); n_test = max(1, round(test_share * len(studies)))
+        train, test = studies[:-n_test], studies[-n_test:]
+        pg = get_profile(profile, {"data.image_size": int(shape[-1])})
+        r = max(4, round(radius * shape[-1] / profile.data.image_size))
+        sp = np.median([json.loads((d / "cache" / s / "meta.json").read_text())["spacing"] for s in studies], axis=0)
+        t0 = time.time()
+        auc = clot_visibility(clot_patches(d / "cache", d / "data", train, pg, per_study=per_study, radius=r, seed=1),
+                              clot_patches(d / "cache", d / "data", test, pg, per_study=per_study, radius=r, seed=2),
+                              backbone=pg.classifier.backbone, iterations=pg.bench.evidence_patch_steps, seed=pg.data.seed)
+        rows.append(dict(grid=name, shape="x".join(map(str, shape)), pixel_mm=round(float(sp[1]), 2), slice_mm=round(float(sp[0]), 2),
+                         patch_px=2 * r, studies=len(studies), test_studies=n_test, **_clot_stats(d / "data" / "masks", studies),
+                         patch_auroc=auc, drawn_s=drawn, patch_s=round(time.time() - t0, 1)))
+    return rows
+
+# %% ../../nbs/22d_recipe.ipynb #6ab53954
+def write_grid(rows: list, results, meta: dict) -> Path:
+    "Write `grid.md`, `grid.csv` and `grid.json` into `results`."
+    results = Path(results); results.mkdir(parents=True, exist_ok=True)
+    t = pd.DataFrame(rows)
+    if len(t): t = t.assign(patch_auroc=(100 * t.patch_auroc).round(1), slices_under_4px=(100 * t.slices_under_4px).round(1))
+    with atomic_path(results / "grid.csv") as f: t.to_csv(f, index=False)
+    write_json_atomic(results / "grid.json", dict(meta, rows=rows))
+    write_text_atomic(results / "grid.md", md_table(t))
+    return results / "grid.md"
