@@ -50,3 +50,42 @@ def toy_student():
         ck = train_student(root / "cache", root / "masks", root / "student", student_of(get_profile("smoke", tiny)), names, device="cpu")
         return root, data, names, ck
     return make
+
+
+@pytest.fixture(scope="session")
+def labelup_wheel(tmp_path_factory):
+    """`(tmp, whl)`: the wheel `pip wheel .` builds from a copy of the checkout (setuptools would leave build/ and
+    egg-info in the checkout itself)."""
+    import shutil, subprocess, sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for f in ["pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"]:
+        if (root / f).exists(): shutil.copy2(root / f, src / f)
+    shutil.copytree(root / "labelup", src / "labelup", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(root / "nbs", src / "nbs", ignore=shutil.ignore_patterns(".*"))
+    out = tmp / "dist"
+    cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-w", str(out), "-q"]
+    r = subprocess.run(cmd + ["--no-build-isolation"], capture_output=True, text=True)
+    if r.returncode != 0:  # no setuptools in this environment: let pip fetch the build backend
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return tmp, next(out.glob("labelup-*.whl"))
+
+
+def install_wheel(whl, site):
+    "The wheel alone in `site` (`pip install --no-deps --target`: its dependencies are this environment's)."
+    import subprocess, sys
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--target", str(site), str(whl), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return site
+
+
+def wheel_env(site) -> dict:
+    "The environment that runs the installed wheel's code, not the checkout's (its folder first on the path)."
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP", "LABELUP_NBS")}
+    env.update(PYTHONPATH=str(site), PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    return env
