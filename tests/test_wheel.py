@@ -54,6 +54,29 @@ def test_wheel_contents_and_metadata(wheel):
     assert meta["Requires-Python"]
 
 
+def test_notebooks_extra_covers_the_result_notebooks(wheel):
+    "Every package a result notebook imports, as `reproduce` runs it, comes with the base install or the `notebooks` extra."
+    import ast, importlib.metadata as md
+    from labelup.paper.reproduce import RESULT_NOTEBOOKS, OPTIONAL_NOTEBOOKS, runnable_notebook
+    _, whl = wheel
+    with zipfile.ZipFile(whl) as z:
+        meta = email.message_from_bytes(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))))
+    reqs = meta.get_all("Requires-Dist") or []
+    have = {_name(r) for r in reqs if "extra ==" not in r or re.search(r"extra\s*==\s*['\"]notebooks['\"]", r)} | {"ipython"}   # IPython: ipykernel's
+    dists = md.packages_distributions()
+    missing = set()
+    for name, _ in RESULT_NOTEBOOKS + OPTIONAL_NOTEBOOKS:
+        for c in runnable_notebook(ROOT / "nbs" / f"{name}.ipynb")["cells"]:
+            if c["cell_type"] != "code": continue
+            src = "\n".join(l for l in "".join(c["source"]).splitlines() if not l.lstrip().startswith(("%", "!")))
+            for n in ast.walk(ast.parse(src)):
+                mods = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if isinstance(n, ast.ImportFrom) and n.module and not n.level else []
+                for m in (m.split(".")[0] for m in mods):
+                    if m in sys.stdlib_module_names or m == "labelup": continue
+                    if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & have: missing.add((name, m))
+    assert not missing, f"result notebooks import packages neither the base install nor [notebooks] brings: {sorted(missing)}"
+
+
 def test_wheel_installs_and_runs_outside_repo(wheel):
     tmp, whl = wheel
     site = _install(whl, tmp / "site")

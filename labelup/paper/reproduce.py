@@ -17,7 +17,7 @@ from ..config import get_profile
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES', 'find_notebooks',
-           'code_version', 'reproduce', 'write_results_readme']
+           'code_version', 'reproduce', 'runnable_notebook', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -134,9 +134,12 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
         t0 = time.time()
         with atomic_path(dst) as tmp:
             declared = _declared_parameters(nbs / f"{name}.ipynb")   # pass each notebook only the parameters it declares
-            pm.execute_notebook(str(nbs / f"{name}.ipynb"), str(tmp), parameters={k: v for k, v in params.items() if k in declared}, cwd=str(out),
+            src = Path(tmp).with_name(f".{name}.src.ipynb")
+            src.write_text(json.dumps(runnable_notebook(nbs / f"{name}.ipynb")))
+            try: pm.execute_notebook(str(src), str(tmp), parameters={k: v for k, v in params.items() if k in declared}, cwd=str(out),
                                 progress_bar=progress, kernel_name="python3", language="python", log_output=False,
                                 extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
+            finally: src.unlink(missing_ok=True)
             nbj = json.loads(Path(tmp).read_text())   # papermill records where it read and wrote: keep the names only
             pmeta = nbj.get("metadata", {}).get("papermill", {})
             for k in ("input_path", "output_path"):
@@ -147,6 +150,18 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
         tfile = out / "results" / "timings.json"
         write_json_atomic(tfile, {**(json.loads(tfile.read_text()) if tfile.exists() else {}), name: timings[name]})
         if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
+
+# %% ../../nbs/28_reproduce.ipynb #1d2c034f
+def runnable_notebook(path) -> dict:
+    "The notebook at `path` as `reproduce` runs it: every `nbdev.nbdev_export()` line taken out, and a cell left with nothing else dropped."
+    nb = json.loads(Path(path).read_text()); cells = []
+    for c in nb["cells"]:
+        if c["cell_type"] == "code" and "nbdev_export()" in "".join(c["source"]):
+            keep = [l for l in "".join(c["source"]).splitlines(keepends=True) if l.strip() != "import nbdev; nbdev.nbdev_export()"]
+            if not any(l.strip() and not l.lstrip().startswith("#|") for l in keep): continue
+            c = {**c, "source": keep}
+        cells.append(c)
+    return {**nb, "cells": cells}
 
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
