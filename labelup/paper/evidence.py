@@ -149,9 +149,9 @@ def clear_of(pe: np.ndarray,     # (Z, H, W) clot mask
              far: int | None = None, # None: the whole slab and field; else only this far in-plane and 2 slices
             ) -> np.ndarray:
     "Voxels whose patch (the `context`-slice slab, 2 `radius` + 1 pixels square) holds no clot voxel."
+    from scipy.ndimage import maximum_filter   # separable: one pass per axis, not a pass per window voxel
     kz, kr = (context, radius) if far is None else (5, far)
-    near = F.max_pool3d(torch.from_numpy(pe)[None, None].float(), (kz, 2 * kr + 1, 2 * kr + 1), 1, (kz // 2, kr, kr))[0, 0]
-    return near.numpy() == 0
+    return maximum_filter(np.asarray(pe) > 0, size=(kz, 2 * kr + 1, 2 * kr + 1), mode="constant", cval=False) == 0
 
 # %% ../../nbs/22b_evidence.ipynb #26db5730
 def clot_patches(cache,            # `prepare` cache
