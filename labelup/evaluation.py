@@ -20,7 +20,7 @@ __all__ = ['STRUCTURE_26', 'NIFTI_SUFFIXES', 'SIDECAR_SUFFIXES', 'label_componen
            'detection_scores', 'nifti_stem', 'scan_masks', 'read_volume', 'prediction_mask', 'reference_mask',
            'check_grid', 'truth_kind', 'truth_studies', 'known_studies', 'evaluate_dirs', 'results_jsonable']
 
-# %% ../nbs/03_evaluation.ipynb #9dedde7e
+# %% ../nbs/03_evaluation.ipynb #f285b728
 STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity in 3D
 
 def _ratio(num: float, den: float) -> float:
@@ -40,6 +40,7 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     lab, n = ndimage.label(mask != 0, structure=STRUCTURE_26)
     return lab, int(n)
 
+# %% ../nbs/03_evaluation.ipynb #fc7a160a
 def match_components(pred: np.ndarray, # predicted mask vol[z, y, x] (non-zero = PE)
                      ref: np.ndarray,  # reference mask vol[z, y, x] (non-zero = PE)
                     ) -> dict:
@@ -52,6 +53,7 @@ def match_components(pred: np.ndarray, # predicted mask vol[z, y, x] (non-zero =
     return dict(pred_labels=pl, ref_labels=rl, n_pred=n_pred, n_ref=n_ref,
                 matched_ref=hit_ref, matched_pred=hit_pred)
 
+# %% ../nbs/03_evaluation.ipynb #030bbe98
 def match_pes(pred: np.ndarray, # predicted mask vol[z, y, x] (non-zero = PE)
               ref: np.ndarray,  # reference mask vol[z, y, x] (non-zero = PE): boxes filled per slice or a true mask
              ) -> dict:
@@ -61,6 +63,7 @@ def match_pes(pred: np.ndarray, # predicted mask vol[z, y, x] (non-zero = PE)
     return dict(tp=tp, fp=m["n_pred"] - len(m["matched_pred"]), fn=m["n_ref"] - tp,
                 n_pred=m["n_pred"], n_ref=m["n_ref"])
 
+# %% ../nbs/03_evaluation.ipynb #c4036d64
 def dice(pred: np.ndarray, # predicted mask (non-zero = foreground)
          ref: np.ndarray,  # reference mask (non-zero = foreground)
         ) -> float:
@@ -70,6 +73,7 @@ def dice(pred: np.ndarray, # predicted mask (non-zero = foreground)
     if p.shape != r.shape: raise ValueError(f"shape mismatch: pred {p.shape} vs ref {r.shape}")
     return _ratio(2 * np.count_nonzero(p & r), np.count_nonzero(p) + np.count_nonzero(r))
 
+# %% ../nbs/03_evaluation.ipynb #541aa609
 def detection_scores(tp: int, fp: int, fn: int) -> dict:
     "Sensitivity, PPV and F1 from summed counts (NaN where a denominator is 0)."
     return dict(sensitivity=_ratio(tp, tp + fn), ppv=_ratio(tp, tp + fp), f1=_ratio(2 * tp, 2 * tp + fp + fn))
