@@ -72,12 +72,14 @@ def grid_visibility(root,               # folder for each grid's dataset and cac
     from labelup.paper.evidence import clot_patches, clot_visibility
     rows = []
     for name, shape in grids.items():
-        d = Path(root) / name; t0 = time.time()
-        if not (d / "data" / "train.csv").exists():
+        d = Path(root) / name; t0 = time.time(); drew = not (d / "data" / "train.csv").exists()
+        if drew:
             make_family_dataset(family, d / "data", n_studies, seed=profile.data.seed + 3000, shape=tuple(shape),
                                 positive_fraction=profile.data.positive_fraction, workers=workers)
         prepare(d / "data", d / "cache", workers=workers, progress=False)
-        drawn = round(time.time() - t0, 1)
+        if drew: write_json_atomic(d / "drawn.json", dict(seconds=round(time.time() - t0, 1)))
+        f = d / "drawn.json"   # a reused grid keeps the time its drawing took (unknown: NaN)
+        drawn = json.loads(f.read_text())["seconds"] if f.exists() else float("nan")
         studies = list_studies(d / "cache"); n_test = max(1, round(test_share * len(studies)))
         train, test = studies[:-n_test], studies[-n_test:]
         pg = get_profile(profile, {"data.image_size": int(shape[-1])})
