@@ -16,8 +16,8 @@ from ..engine import PROBE_CACHE_ENV
 from ..config import get_profile
 
 # %% auto #0
-__all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES', 'find_notebooks',
-           'code_version', 'reproduce', 'runnable_notebook', 'write_results_readme']
+__all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'EXPORT_LINE', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES',
+           'find_notebooks', 'code_version', 'reproduce', 'runnable_notebook', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -151,13 +151,17 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
         write_json_atomic(tfile, {**(json.loads(tfile.read_text()) if tfile.exists() else {}), name: timings[name]})
         if on_stage: on_stage({**ev, "status": "done", "seconds": timings[name]})
 
+# %% ../../nbs/28_reproduce.ipynb #abc35799
+EXPORT_LINE = "import nbdev; nbdev.nbdev_export()"   # the last, hidden cell of every notebook (a cell of its own: nbdev's docs skip a cell that names it)
+
 # %% ../../nbs/28_reproduce.ipynb #1d2c034f
 def runnable_notebook(path) -> dict:
-    "The notebook at `path` as `reproduce` runs it: every `nbdev.nbdev_export()` line taken out, and a cell left with nothing else dropped."
+    "The notebook at `path` as `reproduce` runs it: every `EXPORT_LINE` taken out, and a cell left with nothing else dropped."
     nb = json.loads(Path(path).read_text()); cells = []
     for c in nb["cells"]:
-        if c["cell_type"] == "code" and "nbdev_export()" in "".join(c["source"]):
-            keep = [l for l in "".join(c["source"]).splitlines(keepends=True) if l.strip() != "import nbdev; nbdev.nbdev_export()"]
+        lines = "".join(c["source"]).splitlines(keepends=True)
+        if c["cell_type"] == "code" and any(l.strip() == EXPORT_LINE for l in lines):
+            keep = [l for l in lines if l.strip() != EXPORT_LINE]
             if not any(l.strip() and not l.lstrip().startswith("#|") for l in keep): continue
             c = {**c, "source": keep}
         cells.append(c)
