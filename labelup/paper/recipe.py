@@ -56,7 +56,7 @@ def _clot_stats(masks, studies: list) -> dict:
 # %% ../../nbs/22d_recipe.ipynb #d0c29305
 def grid_visibility(root,               # folder for each grid's dataset and cache (`ROOT/<grid>/data`, `ROOT/<grid>/cache`)
                     family: str,        # a synthetic data family (a key of `pipeline.FAMILIES`)
-                    grids: dict,        # name -> (slices, rows, columns); the first is the reference for the patch field
+                    grids: dict,        # name -> (slices, rows, columns): the same studies drawn on each grid
                     profile,            # preprocessing, seed, slab depth and patch-network steps (`bench.evidence_patch_steps`)
                     n_studies: int = 40,
                     test_share: float = 0.3, # share of studies whose patches are held out
@@ -80,6 +80,11 @@ def grid_visibility(root,               # folder for each grid's dataset and cac
         if drew: write_json_atomic(d / "drawn.json", dict(seconds=round(time.time() - t0, 1)))
         f = d / "drawn.json"   # a reused grid keeps the time its drawing took (unknown: NaN)
         drawn = json.loads(f.read_text())["seconds"] if f.exists() else float("nan")
+        m = json.loads((d / "data" / "phantom.json").read_text())
+        have = dict(family=m.get("family", "phantom"), studies=m.get("n_studies"), seed=m.get("seed"), shape=list(m.get("shape", [])))
+        want = dict(family=family, studies=n_studies, seed=profile.data.seed + 3000, shape=list(shape))
+        if have != want:   # a folder drawn for another run: its split and its statistics would not be this run's
+            raise ValueError(f"grid {name!r}: its folder holds another draw ({have}), not {want}; use another root")
         studies = list_studies(d / "cache"); n_test = max(1, round(test_share * len(studies)))
         train, test = studies[:-n_test], studies[-n_test:]
         pg = get_profile(profile, {"data.image_size": int(shape[-1])})

@@ -16,8 +16,9 @@ from ..engine import PROBE_CACHE_ENV
 from ..config import get_profile
 
 # %% auto #0
-__all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'EXPORT_LINE', 'TABLES', 'OPTIONAL_TABLES', 'FIGURES',
-           'find_notebooks', 'code_version', 'reproduce', 'runnable_notebook', 'write_results_readme']
+__all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'EXPORT_LINE', 'RUNTIME_STAGES', 'TABLES', 'OPTIONAL_TABLES',
+           'FIGURES', 'find_notebooks', 'code_version', 'reproduce', 'runnable_notebook', 'runtime_records',
+           'runtime_section', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -166,6 +167,25 @@ def runnable_notebook(path) -> dict:
             c = {**c, "source": keep}
         cells.append(c)
     return {**nb, "cells": cells}
+
+# %% ../../nbs/28_reproduce.ipynb #b58a46e4
+RUNTIME_STAGES = ["classifier", "student", "finetune/finetuned", "finetune/scratch"]   # the run's trainings, in order
+
+def runtime_records(out) -> dict:
+    "Each training of the run folder `out` -> its `runtime.json` (device, CPU, threads, precision, probe), in `RUNTIME_STAGES` order."
+    return {st: json.loads((Path(out) / st / "runtime.json").read_text()) for st in RUNTIME_STAGES if (Path(out) / st / "runtime.json").exists()}
+
+def runtime_section(out) -> list[str]:
+    "Markdown lines: one row per training of the run folder `out` with its device, threads, precision and probe."
+    rows = []
+    for st, r in runtime_records(out).items():
+        pr = r.get("probe_s") or {}
+        probe = ", ".join(f"{k} {v:.3f} s" for k, v in pr.items()) if pr else "-"
+        rows.append(f"| {st} | {r.get('device', '-')} ({r.get('cpu', '-')}) | {r.get('threads', '-')} | {r.get('precision', '-')} | {probe} |")
+    if not rows: return []
+    return ["## How the networks trained", "", "Precision chosen by each training's probe (seconds per step of its first batch); "
+            "a CPU with fast bfloat16 trains in it, so another machine may give other numbers from the same seeds.", "",
+            "| training | device | threads | precision | probe |", "|---|---|---|---|---|", *rows, ""]
 
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
@@ -324,6 +344,8 @@ def write_results_readme(out, profile: str) -> Path:
     t = res / "timings.json"
     if t.exists():
         L += ["## Time per notebook (s)", ""] + [f"- {k}: {v}" for k, v in json.loads(t.read_text()).items()] + [""]
+    L += runtime_section(out)
+    if runtime_records(out): write_json_atomic(res / "runtime.json", runtime_records(out))   # how each network trained, for the README
     dst = res / "README.md"
     write_text_atomic(dst, "\n".join(L))
     return dst
