@@ -6,7 +6,7 @@ numbers beside the paper's, into `RUN/results/`."""
 
 # %% ../../nbs/28_reproduce.ipynb #8ba80dae
 from __future__ import annotations
-import json, os, shutil, time
+import json, os, shutil, tempfile, time
 from pathlib import Path
 
 from ..files import RunLayout, write_json_atomic, write_text_atomic, atomic_path
@@ -135,12 +135,12 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
         t0 = time.time()
         with atomic_path(dst) as tmp:
             declared = _declared_parameters(nbs / f"{name}.ipynb")   # pass each notebook only the parameters it declares
-            src = Path(tmp).with_name(f".{name}.src.ipynb")
-            src.write_text(json.dumps(runnable_notebook(nbs / f"{name}.ipynb")))
-            try: pm.execute_notebook(str(src), str(tmp), parameters={k: v for k, v in params.items() if k in declared}, cwd=str(out),
-                                progress_bar=progress, kernel_name="python3", language="python", log_output=False,
-                                extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
-            finally: src.unlink(missing_ok=True)
+            with tempfile.TemporaryDirectory() as td:   # the notebook as it runs (`runnable_notebook`), outside the run folder
+                src = Path(td) / f"{name}.ipynb"
+                src.write_text(json.dumps(runnable_notebook(nbs / f"{name}.ipynb")))
+                pm.execute_notebook(str(src), str(tmp), parameters={k: v for k, v in params.items() if k in declared}, cwd=str(out),
+                                    progress_bar=progress, kernel_name="python3", language="python", log_output=False,
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no "TCP without encryption" warning per notebook
             nbj = json.loads(Path(tmp).read_text())   # papermill records where it read and wrote: keep the names only
             pmeta = nbj.get("metadata", {}).get("papermill", {})
             for k in ("input_path", "output_path"):
