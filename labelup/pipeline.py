@@ -6,13 +6,14 @@ Notebooks use these to get their inputs; `labelup reproduce` uses them to resume
 
 # %% ../nbs/20_pipeline.ipynb #2947eca1
 from __future__ import annotations
+import json
 from pathlib import Path
 
 import numpy as np
 
 from .config import Profile
 from .files import RunLayout
-from .core import get_logger
+from .core import UsageError, get_logger
 
 # %% auto #0
 __all__ = ['log', 'FAMILIES', 'TUNED_KEYS', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer',
@@ -34,12 +35,18 @@ def ensure_data(run, # run folder or RunLayout
         root = Path(data_root)
         if not (root / "train.csv").exists(): raise FileNotFoundError(f"{root}: no train.csv (expected an RSPECT-layout root)")
         return root
-    lay = _layout(run)
+    lay, d = _layout(run), profile.data
     if not (lay.data / "train.csv").exists():
-        d = profile.data
         log.info(f"generating {d.n_studies} {d.family} studies of shape {d.phantom_shape} in RUN/data")
         make_family_dataset(d.family, lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
                             positive_fraction=d.positive_fraction, holdout_regime=d.holdout_regime)
+    m = lay.data / "phantom.json"   # a synthetic dataset drawn earlier: it must be the draw this profile asks for
+    if m.exists():
+        k = json.loads(m.read_text())
+        have = dict(family=k.get("family", "phantom"), seed=k.get("seed"), shape=list(k.get("shape", [])))
+        want = dict(family=d.family, seed=d.seed, shape=list(d.phantom_shape))
+        if have != want:
+            raise UsageError(f"RUN/data holds another synthetic draw ({have}) than the profile asks for ({want}): use another run folder")
     return lay.data
 
 FAMILIES = {   # synthetic data families -> their dataset writer (`module:function`), written independently of each other
