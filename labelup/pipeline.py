@@ -13,13 +13,13 @@ import numpy as np
 
 from .config import Profile
 from .files import RunLayout
-from .core import UsageError, get_logger
+from .core import UsageError, get_logger, short_name
 
 # %% auto #0
-__all__ = ['log', 'FAMILIES', 'TUNED_KEYS', 'ensure_data', 'make_family_dataset', 'ensure_family', 'ensure_transfer',
-           'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies', 'teacher_pool',
-           'teacher_profile', 'ensure_teacher', 'ensure_student', 'ensure_predictions', 'positive_studies',
-           'positive_test_studies']
+__all__ = ['log', 'FAMILIES', 'TUNED_KEYS', 'ensure_data', 'check_draw', 'make_family_dataset', 'ensure_family',
+           'ensure_transfer', 'ensure_cache', 'ensure_split', 'ensure_classifier', 'student_studies', 'teacher_studies',
+           'teacher_pool', 'teacher_profile', 'ensure_teacher', 'ensure_student', 'ensure_predictions',
+           'positive_studies', 'positive_test_studies']
 
 # %% ../nbs/20_pipeline.ipynb #bd559a8a
 log = get_logger("labelup.pipeline")
@@ -40,14 +40,24 @@ def ensure_data(run, # run folder or RunLayout
         log.info(f"generating {d.n_studies} {d.family} studies of shape {d.phantom_shape} in RUN/data")
         make_family_dataset(d.family, lay.data, d.n_studies, seed=d.seed, shape=tuple(d.phantom_shape),
                             positive_fraction=d.positive_fraction, holdout_regime=d.holdout_regime)
-    m = lay.data / "phantom.json"   # a synthetic dataset drawn earlier: it must be the draw this profile asks for
-    if m.exists():
-        k = json.loads(m.read_text())
-        have = dict(family=k.get("family", "phantom"), seed=k.get("seed"), shape=list(k.get("shape", [])))
-        want = dict(family=d.family, seed=d.seed, shape=list(d.phantom_shape))
-        if have != want:
-            raise UsageError(f"RUN/data holds another synthetic draw ({have}) than the profile asks for ({want}): use another run folder")
+    check_draw(lay.data, d.family, d.seed, d.phantom_shape)   # drawn earlier: it must be the draw this profile asks for
     return lay.data
+
+def check_draw(data, # a synthetic dataset folder (its `phantom.json` records the draw)
+               family: str, seed: int, shape,
+               n_studies: int | None = None, # also check the number of studies (None: any)
+              ) -> None:
+    "Refuse, in one line, a synthetic dataset folder drawn for another run: another family, seed, shape (or study count)."
+    f = Path(data) / "phantom.json"
+    if not f.exists(): return
+    try: k = json.loads(f.read_text())
+    except (OSError, ValueError) as e: raise UsageError(f"{short_name(f)}: unreadable ({type(e).__name__}); use another run folder") from None
+    if not isinstance(k, dict): raise UsageError(f"{short_name(f)}: not a record of a synthetic draw; use another run folder")
+    have = dict(family=k.get("family", "phantom"), seed=k.get("seed"), shape=k.get("shape"))
+    want = dict(family=family, seed=seed, shape=list(shape))
+    if n_studies is not None: have["studies"], want["studies"] = k.get("n_studies"), n_studies
+    if have != want:
+        raise UsageError(f"{short_name(data)} holds another synthetic draw ({have}) than asked for ({want}): use another folder")
 
 FAMILIES = {   # synthetic data families -> their dataset writer (`module:function`), written independently of each other
     "phantom": "labelup.phantom:make_phantom_dataset",   # 04_phantom: the anatomical phantom with contrast regimes
@@ -89,6 +99,7 @@ def ensure_family(run, # run folder or RunLayout
         log.info(f"generating {d.family_studies} {family} studies in RUN/families/{family}/data")
         make_family_dataset(family, fl.data, d.family_studies, seed=d.seed + 2000, shape=tuple(d.phantom_shape),
                             positive_fraction=d.positive_fraction, workers=workers)
+    check_draw(fl.data, family, d.seed + 2000, d.phantom_shape, d.family_studies)
     prepare(fl.data, fl.cache, workers=workers, progress=False)
     return fl.cache
 

@@ -68,7 +68,7 @@ def grid_visibility(root,               # folder for each grid's dataset and cac
     import time
     from labelup.config import get_profile
     from labelup.data import list_studies, prepare
-    from labelup.pipeline import make_family_dataset
+    from labelup.pipeline import check_draw, make_family_dataset
     from labelup.paper.evidence import clot_patches, clot_visibility
     rows = []
     for name, shape in grids.items():
@@ -76,15 +76,11 @@ def grid_visibility(root,               # folder for each grid's dataset and cac
         if drew:
             make_family_dataset(family, d / "data", n_studies, seed=profile.data.seed + 3000, shape=tuple(shape),
                                 positive_fraction=profile.data.positive_fraction, workers=workers)
+        check_draw(d / "data", family, profile.data.seed + 3000, shape, n_studies)   # a folder drawn for another run: refused
         prepare(d / "data", d / "cache", workers=workers, progress=False)
         if drew: write_json_atomic(d / "drawn.json", dict(seconds=round(time.time() - t0, 1)))
         f = d / "drawn.json"   # a reused grid keeps the time its drawing took (unknown: NaN)
         drawn = json.loads(f.read_text())["seconds"] if f.exists() else float("nan")
-        m = json.loads((d / "data" / "phantom.json").read_text())
-        have = dict(family=m.get("family", "phantom"), studies=m.get("n_studies"), seed=m.get("seed"), shape=list(m.get("shape", [])))
-        want = dict(family=family, studies=n_studies, seed=profile.data.seed + 3000, shape=list(shape))
-        if have != want:   # a folder drawn for another run: its split and its statistics would not be this run's
-            raise ValueError(f"grid {name!r}: its folder holds another draw ({have}), not {want}; use another root")
         studies = list_studies(d / "cache"); n_test = max(1, round(test_share * len(studies)))
         train, test = studies[:-n_test], studies[-n_test:]
         pg = get_profile(profile, {"data.image_size": int(shape[-1])})

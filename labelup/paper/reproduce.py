@@ -175,10 +175,10 @@ def runtime_records(out) -> dict:
     "Each training of the run folder `out` -> its `runtime.json` (device, CPU, threads, precision, probe), in `RUNTIME_STAGES` order."
     return {st: json.loads((Path(out) / st / "runtime.json").read_text()) for st in RUNTIME_STAGES if (Path(out) / st / "runtime.json").exists()}
 
-def runtime_section(out) -> list[str]:
-    "Markdown lines: one row per training of the run folder `out` with its device, threads, precision and probe."
+def runtime_section(records: dict) -> list[str]:
+    "Markdown lines: one row per training (`runtime_records` of a run) with its device, threads, precision and probe."
     rows = []
-    for st, r in runtime_records(out).items():
+    for st, r in records.items():
         pr = r.get("probe_s") or {}
         probe = ", ".join(f"{k} {v:.3f} s" for k, v in pr.items()) if pr else "-"
         rows.append(f"| {st} | {r.get('device', '-')} ({r.get('cpu', '-')}) | {r.get('threads', '-')} | {r.get('precision', '-')} | {probe} |")
@@ -344,8 +344,8 @@ def write_results_readme(out, profile: str) -> Path:
     t = res / "timings.json"
     if t.exists():
         L += ["## Time per notebook (s)", ""] + [f"- {k}: {v}" for k, v in json.loads(t.read_text()).items()] + [""]
-    L += runtime_section(out)
-    if runtime_records(out): write_json_atomic(res / "runtime.json", runtime_records(out))   # how each network trained, for the README
+    rt = runtime_records(out); L += runtime_section(rt)
+    if rt: write_json_atomic(res / "runtime.json", rt)   # how each network trained, for the README
     dst = res / "README.md"
     write_text_atomic(dst, "\n".join(L))
     return dst
