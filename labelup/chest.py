@@ -5,7 +5,7 @@ anatomy, vessel trees, clots, mimics and image formation), written in the same R
 
 # %% ../nbs/04b_chest.ipynb #d4b29dd7
 from __future__ import annotations
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +16,13 @@ from .phantom import (
     PhantomStudy, TISSUES, AIR, FAT, SOFT, LUNG, BONE, BLOOD, ARTERY, VEIN, CLOT, NODE, REGIMES, _family_uid, _write_dataset)
 
 # %% auto #0
-__all__ = ['CHEST', 'CHEST_TISSUES', 'MUCUS', 'DENSE', 'ChestParams', 'chest_study', 'make_chest_dataset']
+__all__ = ['CHEST', 'CHEST_VARIANTS', 'CHEST_TISSUES', 'MUCUS', 'DENSE', 'ChestParams', 'chest_study', 'make_chest_dataset']
 
 # %% ../nbs/04b_chest.ipynb #7924d7c2
 @dataclass(frozen=True)
 class ChestParams:
     "Ranges the chest family draws from, per study (HU, mm, probabilities)."
+    name: str = "chest"                    # the family its studies belong to (identifiers, records); each variant has its own
     # geometry
     fov_margin_mm: tuple = (16.0, 40.0)    # air between the body and the field of view's edge (each side)
     half_width_mm: tuple = (128.0, 158.0)  # torso half-width (superquadric semi-axis, x)
@@ -70,6 +71,13 @@ class ChestParams:
     lung_texture_hu: tuple = (12.0, 35.0)
 
 CHEST = ChestParams()
+# Diagnostic variants: the chest family with one thing changed, to ask what keeps stage 1 from the clot
+# (`--set data.family=chest-nomimics`). They are not independent families: the cross-family chapter skips them.
+CHEST_VARIANTS = {
+    "chest-nomimics": replace(CHEST, name="chest-nomimics", poor_vein_prob=0.0, mixing_prob=0.0, interruption_prob=0.0,
+                              node_prob=0.0, mucus_prob=0.0, streak_prob=0.0, cardiac_prob=0.0, breathing_prob=0.0),
+    "chest-large": replace(CHEST, name="chest-large", level_p=(0.2, 0.8, 0.0, 0.0)),   # central and lobar clots only
+}
 CHEST_TISSUES = TISSUES + ("mucus", "dense contrast")
 MUCUS, DENSE = len(TISSUES), len(TISSUES) + 1
 
@@ -788,13 +796,13 @@ def chest_study(seed: int = 0,                 # dataset seed
     lat = (1 + 0.25 * (((np.arange(X) - (X - 1) / 2) * d["ps"] / d["W"]) ** 2)[None, None, :]).astype(np.float32)
     hu += np.float32(noise_sd) * lat * _ramp_noise(r_img, (Z, Y, X), cut, r_img.uniform(0.1, 0.4))
     hu = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
-    study, series = _family_uid("chest", "study", seed, index), _family_uid("chest", "series", seed, index)
-    sops = [_family_uid("chest", "sop", seed, index, k) for k in range(Z)]
+    study, series = _family_uid(P_.name, "study", seed, index), _family_uid(P_.name, "series", seed, index)
+    sops = [_family_uid(P_.name, "sop", seed, index, k) for k in range(Z)]
     origin = (float((-(X - 1) / 2) * d["ps"]), float((-(Y - 1) / 2) * d["ps"]), float(d["z0"] - r_img.uniform(150, 400)))
     mixing = None if jet is None and gap is None else dict(jet=jet, interruption=gap)
     mimics = [k for k, v in (("poor_veins", d["poor"]), ("late_bolus", d["regime"] == "late"), ("mixing_jet", jet), ("interruption", gap),
                              ("hilar_nodes", n_nodes), ("mucus_plug", mucus), ("svc_streaks", streak), ("motion", motion)) if v]
-    info = dict(family="chest", study=study, positive=bool(pe.any()), regime=d["regime"], artery_hu=round(d["art"], 1),
+    info = dict(family=P_.name, study=study, positive=bool(pe.any()), regime=d["regime"], artery_hu=round(d["art"], 1),
                 vein_hu=round(d["vein"], 1), aorta_hu=round(d["aorta"], 1), svc_hu=round(d["svc"], 1), poor_veins=d["poor"],
                 noise_hu=round(noise_sd, 1), kernel_cut=round(cut, 2), psf_px=round(psf, 2), pixel_mm=round(d["ps"], 3),
                 slice_mm=round(d["dz"], 3), main_pa_mm=round(d["main_pa"], 1), streaks=streak, motion=motion, mixing=mixing,
@@ -816,5 +824,5 @@ def make_chest_dataset(out,                          # dataset root to write (RS
                       ) -> Path:
     """Write a dataset of the chest family in the same RSPECT layout as `make_phantom_dataset` (same writer):
     `OUT/train/...dcm`, `train.csv`, `boxes.csv`, `masks/`, `vessels/`, `phantom/<Study>.json`, and
-    `phantom.json` with `family: chest`."""
-    return _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress, family="chest")
+    `phantom.json` with `family: chest` (or the variant's name, `params.name`)."""
+    return _write_dataset(out, n_studies, seed, shape, positive_fraction, workers, params, progress, family=params.name)

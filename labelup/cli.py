@@ -226,7 +226,7 @@ def cli_phantom(out: out_dir, # output folder (created)
                 seed: int = None, # random seed: same seed, same dataset (default 0, or the profile's)
                 shape: Shape = None, # slices, rows, columns (default 32 96 96, or the profile's; the paper's geometry is about 250 512 512)
                 positive_fraction: float = None, # fraction of PE-positive studies (default 0.7, or the profile's)
-                family: Literal["phantom", "chest"] = None, # synthetic data family (default phantom, or the profile's data.family)
+                family: Literal["phantom", "chest", "chest-nomimics", "chest-large"] = None, # synthetic data family (default phantom, or the profile's data.family); the last two: diagnostic variants of chest
                 workers=1):
     """Write a synthetic CTPA dataset in RSPECT layout: DICOM series, train.csv (slice and exam labels), boxes.csv
     (one box per PE per slice) and ground-truth masks (masks/<Study>.nii.gz on the grid `prepare` produces). With

@@ -353,7 +353,7 @@ _AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifie
 _ANY_NUMBER = {"data.window_center"}
 _ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
 
-CHOICES = {"data.family": ("phantom", "chest"),   # string parameters with a fixed set of values (checked in `get_profile`)
+CHOICES = {"data.family": ("phantom", "chest", "chest-nomimics", "chest-large"),   # string parameters with a fixed set of values (checked in `get_profile`)
            "student.sw_roi": ("patch", "auto"),
            "student.crop": ("lungs", "none"),
            "teacher.ig_rule": ("gausslegendre", "riemann_middle", "riemann_trapezoid", "riemann_left", "riemann_right"),  # captum's

@@ -683,10 +683,12 @@ def _family_uid(family: str, *parts) -> str:
     return _uid(*parts) if family == "phantom" else _uid(family, *parts)
 
 def _study_fn(family: str):
-    "The study function of a data family: `(seed, index, shape, positive, params) -> PhantomStudy`."
+    """The study function of a data family: `(seed, index, shape, positive, params) -> PhantomStudy`. A variant
+    `<family>-<what>` (a diagnostic with other parameters, e.g. `chest-nomimics`) is drawn by its family's function."""
     import importlib
-    if family not in _FAMILIES: raise ValueError(f"unknown data family {family!r}; choose one of {sorted(_FAMILIES)}")
-    mod, fn = _FAMILIES[family].split(":")
+    base = family.split("-")[0]
+    if base not in _FAMILIES: raise ValueError(f"unknown data family {family!r}; choose one of {sorted(_FAMILIES)}")
+    mod, fn = _FAMILIES[base].split(":")
     return getattr(importlib.import_module(mod), fn)
 
 def _study_job(args):

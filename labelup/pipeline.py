@@ -72,12 +72,16 @@ def make_family_dataset(family: str, # a key of `FAMILIES`
                         holdout_regime: str = "", # the phantom only: a contrast regime kept out ("" none)
                         progress: bool = False, # tqdm progress bar
                        ) -> Path:
-    "Write `n_studies` studies of a synthetic data `family` in the RSPECT layout (each family's own generator)."
+    """Write `n_studies` studies of a synthetic data `family` in the RSPECT layout (each family's own generator). A
+    diagnostic variant of the chest family (`labelup.chest.CHEST_VARIANTS`) is written by the chest family's writer."""
     import importlib
-    if family not in FAMILIES: raise ValueError(f"unknown data family {family!r}; known: {', '.join(FAMILIES)}")
+    from labelup.chest import CHEST_VARIANTS, make_chest_dataset
+    kw = dict(seed=seed, shape=tuple(shape), positive_fraction=positive_fraction, workers=workers, progress=progress)
+    if family in CHEST_VARIANTS: return make_chest_dataset(out, n_studies, params=CHEST_VARIANTS[family], **kw)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown data family {family!r}; known: {', '.join([*FAMILIES, *CHEST_VARIANTS])}")
     mod, fn = FAMILIES[family].split(":")
     make = getattr(importlib.import_module(mod), fn)
-    kw = dict(seed=seed, shape=tuple(shape), positive_fraction=positive_fraction, workers=workers, progress=progress)
     if family == "phantom":
         from labelup.phantom import phantom_params
         kw["params"] = phantom_params(holdout_regime)

@@ -287,9 +287,10 @@ def test_python_m_runs_the_cli():
 
 
 def test_family_names_have_one_source():
-    "The data families the profile accepts, the pipeline can generate and `labelup phantom --family` offers are the same."
+    "The data families (and the chest family's diagnostic variants) the profile accepts, the pipeline can generate and `labelup phantom --family` offers are the same."
     from labelup.config import CHOICES
+    from labelup.chest import CHEST_VARIANTS
     from labelup.pipeline import FAMILIES
     ap = COMMANDS["phantom"].parser()
     [fam] = [a for a in ap._actions if a.dest == "family"]
-    assert tuple(FAMILIES) == CHOICES["data.family"] == tuple(fam.choices)
+    assert (*FAMILIES, *CHEST_VARIANTS) == CHOICES["data.family"] == tuple(fam.choices)

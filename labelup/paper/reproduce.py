@@ -313,10 +313,11 @@ def write_results_readme(out, profile: str) -> Path:
     run = json.loads((res / "run.json").read_text()) if (res / "run.json").exists() else {}
     data = run.get("data", "phantom")
     from labelup.pipeline import FAMILIES
+    from labelup.chest import CHEST_VARIANTS
     data_txt = (("the synthetic CTPA phantom (`labelup phantom`)" if data == "phantom" else
                  f"the synthetic `{data}` family (`labelup phantom --family {data}`)")
                 + ", not patients: it shows whether the method works, not how well it does on RSPECT"
-                if data in FAMILIES else f"the RSPECT-layout data in `{data}`")
+                if data in FAMILIES or data in CHEST_VARIANTS else f"the RSPECT-layout data in `{data}`")
     L = [f"# labelup results: profile `{profile}`", "",
          f"**Profile** `{profile}`{' with ' + ', '.join(run['overrides']) if run.get('overrides') else ''}; "
          f"**data**: {data_txt}.", ""]
