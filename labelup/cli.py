@@ -558,20 +558,21 @@ def cli_bench_teacher(*,
                       cache: str = None,
                       checkpoint: str = None, # classifier model.pt
                       run: str = None, # run folder used to build cache + classifier when --cache/--checkpoint are not given
-                      study: str = None, # study to label (default: most positive slices)
+                      study: str = None, # study to label (default: bench.teacher_studies studies with the most PE slices, of the run's test split when --run builds it)
                       repeats: int = None, # timed runs per teacher; the median counts (default: bench.teacher_repeats)
                       converged_steps: int = None, # float32 IG steps of the accuracy anchor (default: bench.teacher_converged x teacher.ig_steps; 0 skips it)
                       opts: ProfileOpts(example="teacher.ig_steps=8")):
-    """Pseudo-label one study with the project's teacher and with a plain captum IG reference (window by window,
-    float32); report speed-up and Dice. Without --cache/--checkpoint a phantom run is built in --run (or a temporary folder)."""
+    """Pseudo-label studies with the project's teacher and with a plain captum IG reference (window by window,
+    float32); report speed-up and Dice, pooled over the studies. Without --cache/--checkpoint a phantom run is built in --run (or a temporary folder)."""
     import tempfile
     from labelup.bench.teacher import bench_teacher
-    from labelup.pipeline import ensure_cache, ensure_classifier
-    p = profile_from_args(opts)
+    from labelup.pipeline import ensure_cache, ensure_classifier, ensure_split
+    p = profile_from_args(opts); among = None
     if not (cache and checkpoint):
         rd = Path(run or tempfile.mkdtemp(prefix="labelup-bench-"))
-        cache = cache or ensure_cache(rd, p); checkpoint = checkpoint or ensure_classifier(rd, p, device=opts.device)
-    res = bench_teacher(cache, checkpoint, p, study=study, device=opts.device, repeats=repeats, converged_steps=converged_steps)
+        if not cache: cache, among = ensure_cache(rd, p), ensure_split(rd, p)["test"]   # the run's test studies
+        checkpoint = checkpoint or ensure_classifier(rd, p, device=opts.device)
+    res = bench_teacher(cache, checkpoint, p, study=study, among=among, device=opts.device, repeats=repeats, converged_steps=converged_steps)
     write_json_atomic(json, res)
     print(f"teacher: {res['fast_s']:.1f} s, reference: {res['reference_s']:.1f} s -> speed-up {res['speedup']:.2f}x "
           f"(CPU time {res['speedup_cpu_time']:.2f}x), "
@@ -585,7 +586,7 @@ def cli_bench_teacher(*,
              f"(more than the whole run: the machine was busy while one was timed; no floor claimed)"))
     if "dice_to_converged" in res:
         dc = res["dice_to_converged"]
-        print(f"Dice to float32 IG at {dc['steps']} steps: reference {dc['reference']:.4f}, teacher {dc['fast']:.4f}")
+        print(f"Dice to float32 IG at {dc['steps']} steps, {len(res['studies'])} studies pooled: reference {dc['reference']:.4f}, teacher {dc['fast']:.4f}")
 
 # %% ../nbs/99_cli.ipynb #7d2dd18c
 @bench_command("student", "the DynUNet student vs the teacher on the same study")

@@ -70,6 +70,7 @@ class ClassifierCfg:
     "Stage 1: the 2.5D slice classifier (paper III.A)."
     backbone: str = "tf_efficientnetv2_b0"
     pretrained_path: str | None = None  # local timm weights (paper: tf_efficientnetv2_l.in21k)
+    local_stage: int = 0             # 0: the whole backbone, global max pool (paper); k: cut after feature stage k, max of per-position scores (06)
     iterations: int = 60
     batch_size: int = 8
     lr: float = 1e-3
@@ -183,6 +184,7 @@ class BenchCfg:
     table4_studies: int = 1          # held-out studies timed and scored per teacher setting in Table IV (0: all)
     teacher_repeats: int = 1         # `bench teacher`: timed runs per teacher (the median counts)
     teacher_converged: int = 4       # `bench teacher`: accuracy anchor = float32 IG at this many x ig_steps (0: none)
+    teacher_studies: int = 1         # `bench teacher`: studies timed and scored, pooled (those with the most PE slices of the test split)
     reference_studies: int = 0       # validation studies the IG references are compared on in 22_tables2_3 (0: all)
     evidence_patch_steps: int = 40   # 22b_evidence: training steps of the strongly supervised clot-patch network
 
@@ -269,7 +271,7 @@ def _synthetic() -> Profile:
         teacher=TeacherCfg(ig_steps=16, ig_rule_steps=8, min_cluster_voxels=640, reference="closing", extra_references="closing",
                            mask_fill="closing", agg_threshold=0.2, tune_filter=True,
                            tune_reference=True),
-        bench=BenchCfg(table4_studies=1, teacher_repeats=1, teacher_converged=4, reference_studies=2,
+        bench=BenchCfg(table4_studies=1, teacher_repeats=1, teacher_converged=8, teacher_studies=3, reference_studies=2,
                        evidence_patch_steps=300),
         # 48 x 48 x 24 student patches: several times cheaper per training step on a CPU than 64 x 64 x 32;
         # the student learns from the pseudo-labels of 48 train/val studies for 700 steps (the 75-minute budget: a

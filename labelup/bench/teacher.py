@@ -18,7 +18,7 @@ from ..teacher import pseudo_label_volume, teacher_explainer, load_teacher_model
 from ..settings import teacher_of
 
 # %% auto #0
-__all__ = ['RULES', 'ig_image_ms', 'bench_teacher']
+__all__ = ['RULES', 'ig_image_ms', 'bench_teacher_study', 'pool_benches', 'bench_studies', 'bench_teacher']
 
 # %% ../../nbs/26_bench_teacher.ipynb #b5f35e22
 def _dice0(a, b) -> float:
@@ -33,8 +33,10 @@ def _float32_teacher(profile: Profile, steps: int) -> Profile:
 
 # (rule, share of ig_steps): how far down can the step count go before the labels move further from converged IG than
 # the plain reference's? (issue 34: 3x the reference's speed is about 5 of its 16 points)
-RULES = (("gausslegendre", 0.5), ("gausslegendre", 0.375), ("gausslegendre", 0.25), ("riemann_middle", 0.5),
-         ("riemann_trapezoid", 0.75), ("riemann_trapezoid", 0.5), ("riemann_trapezoid", 0.375))
+# A third entry "float32" runs that row without bf16, so a row's distance to converged IG separates the quadrature's
+# share from the precision's.
+RULES = (("gausslegendre", 0.5), ("gausslegendre", 0.5, "float32"), ("gausslegendre", 0.75), ("gausslegendre", 0.375),
+         ("gausslegendre", 0.25), ("riemann_middle", 0.5), ("riemann_trapezoid", 0.75), ("riemann_trapezoid", 0.5))
 
 def ig_image_ms(explainer: Explainer, # an explainer (its precision and memory format are used)
                 x: torch.Tensor, # (1, 7, H, W) a window
@@ -53,7 +55,7 @@ def ig_image_ms(explainer: Explainer, # an explainer (its precision and memory f
         t0 = time.perf_counter(); once(); ts.append(time.perf_counter() - t0)
     return float(np.median(ts)) / batch * 1e3
 
-def bench_teacher(cache, # `prepare` cache
+def bench_teacher_study(cache, # `prepare` cache
                   checkpoint, # stage-1 model.pt (or an nn.Module)
                   profile: Profile, # the run's profile
                   study: str | None = None, # default: the study with the most positive slices
@@ -124,18 +126,21 @@ def bench_teacher(cache, # `prepare` cache
                               dice_to_most_steps=round(_dice0(labs[k], labs[top]), 4),
                               dice_to_next=round(_dice0(labs[k], labs[k2]), 4) if k2 else None)
                          for k, k2 in zip(ks, ks[1:] + [None])]
-        res["dice_to_converged"] = dict(steps=int(top), reference=_dice0(b["label"], labs[top]), fast=_dice0(a["label"], labs[top]))
+        res["dice_to_converged"] = dict(steps=int(top), reference=_dice0(b["label"], labs[top]), fast=_dice0(a["label"], labs[top]),
+                                        top_voxels=int(labs[top].sum()))
         images = lambda rec, refs: int(round(rec["ig_calls"] * rec["ig_steps_mean"] * refs))
         row = lambda name, rule, n, s, rec, lab, refs: dict(teacher=name, rule=rule, steps=int(n), ig_images=images(rec, refs),
             seconds=round(s, 3), speedup=round(out["reference"]["s"] / max(s, 1e-9), 3), label_voxels=int(lab.sum()),
             dice_to_converged=round(_dice0(lab, labs[top]), 4))
         fr = [row("reference", "gausslegendre", c.ig_steps, out["reference"]["s"], b["record"], b["label"], c.n_references),
               row("fast", c.ig_rule, c.ig_rule_steps or c.ig_steps, out["fast"]["s"], a["record"], a["label"], c.n_references)]
-        for rule, share in rules:   # the fast teacher with other quadratures: fewer IG points at what distance to converged?
+        fr[0]["bf16"], fr[1]["bf16"] = False, out["fast"]["bf16"]
+        for rule, share, *prec in rules:   # the fast teacher with other quadratures: fewer IG points at what distance to converged?
             n = max(1, int(round(share * c.ig_steps)))
-            pq = get_profile(profile, {"teacher.ig_rule": rule, "teacher.ig_rule_steps": n}); t0 = time.perf_counter()
-            rq = run(teacher_explainer(copy.deepcopy(model), teacher_of(pq), device), pq)
-            fr.append(row("fast", rule, n, time.perf_counter() - t0, rq["record"], rq["label"], c.n_references))
+            pq = get_profile(profile, {"teacher.ig_rule": rule, "teacher.ig_rule_steps": n, **({"teacher.amp": False} if prec == ["float32"] else {})})
+            ex = teacher_explainer(copy.deepcopy(model), teacher_of(pq), device); t0 = time.perf_counter()
+            rq = run(ex, pq)
+            fr.append(dict(row("fast", rule, n, time.perf_counter() - t0, rq["record"], rq["label"], c.n_references), bf16=bool(ex.amp)))
         res["quadrature"] = fr
     res["target"] = dict(speedup=target[0], dice_vs_reference=target[1],
                          met=bool(res["speedup"] >= target[0] and res["dice_vs_reference"] >= target[1]))
@@ -148,5 +153,76 @@ def bench_teacher(cache, # `prepare` cache
                ig_steps_mean={k: out[k]["steps"] for k in out}, forward_calls={k: out[k]["forwards"] for k in out},
                peak_memory={k: out[k]["mem"] for k in out}, iterations={k: out[k]["r"]["record"]["iterations"] for k in out},
                label_voxels={k: int(out[k]["r"]["label"].sum()) for k in out},
+               disc_voxels={k: int(labels_at(out[k]["r"]["disc"]).sum()) for k in out},
                settings=teacher_of(profile).outcome)
     return res
+
+def _pool_dice(ds, sizes) -> float:
+    "Dice pooled over studies from each study's Dice and its two masks' total voxels (two empty masks: 1)."
+    n = float(sum(sizes))
+    return 1.0 if n == 0 else float(sum(d * s for d, s in zip(ds, sizes)) / n)
+
+def pool_benches(rs: list) -> dict:
+    """`bench_teacher_study` results of several studies as one: times and IG images summed (speed-ups are ratios of
+    sums), Dice pooled over voxels (2 |A n B| summed over |A| + |B| summed), PE agreement summed; the studies' own
+    results under `per_study`."""
+    if len(rs) == 1: return dict(rs[0], studies=[rs[0]["study"]], per_study=[])
+    r0, S = rs[0], lambda f: sum(f(r) for r in rs)
+    lv = lambda r, k: r["label_voxels"][k]
+    res = dict(r0, studies=[r["study"] for r in rs], per_study=rs, study=None,
+               reference_s=round(S(lambda r: r["reference_s"]), 3), fast_s=round(S(lambda r: r["fast_s"]), 3),
+               reference_cpu_s=round(S(lambda r: r["reference_cpu_s"]), 3), fast_cpu_s=round(S(lambda r: r["fast_cpu_s"]), 3))
+    res["speedup"] = res["reference_s"] / res["fast_s"]; res["speedup_cpu_time"] = res["reference_cpu_s"] / res["fast_cpu_s"]
+    res["dice_vs_reference"] = _pool_dice([r["dice_vs_reference"] for r in rs], [lv(r, "fast") + lv(r, "reference") for r in rs])
+    res["dice_unfiltered"] = _pool_dice([r["dice_unfiltered"] for r in rs], [sum(r["disc_voxels"].values()) for r in rs])
+    tp, fp, fn = (S(lambda r: r["pe_agreement"][k]) for k in ("tp", "fp", "fn"))
+    res["pe_agreement"] = dict(tp=tp, fp=fp, fn=fn, f1=2 * tp / max(2 * tp + fp + fn, 1))
+    for k in ("label_voxels", "disc_voxels", "ig_calls"): res[k] = {t: S(lambda r: r[k][t]) for t in r0[k]}
+    fl = dict(r0["ig_floor"], images=S(lambda r: r["ig_floor"]["images"]), fast_ig_s=round(S(lambda r: r["ig_floor"]["fast_ig_s"]), 3),
+              consistent=all(r["ig_floor"]["consistent"] for r in rs))
+    fl["max_speedup"] = res["reference_s"] / max(fl["fast_ig_s"], 1e-9); res["ig_floor"] = fl
+    if "dice_to_converged" in r0:
+        top = [r["dice_to_converged"]["top_voxels"] for r in rs]
+        pooled = lambda rows, key, other: round(_pool_dice([r[key] for r in rows], other), 4)
+        res["dice_to_converged"] = dict(steps=r0["dice_to_converged"]["steps"], top_voxels=sum(top), **{
+            t: _pool_dice([r["dice_to_converged"][t] for r in rs], [lv(r, t) + v for r, v in zip(rs, top)]) for t in ("reference", "fast")})
+        lad = lambda i: [r["ladder"][i] for r in rs]
+        res["ladder"] = [dict(steps=q["steps"], seconds=round(sum(x["seconds"] for x in lad(i)), 2),
+                              label_voxels=sum(x["label_voxels"] for x in lad(i)),
+                              dice_to_most_steps=pooled(lad(i), "dice_to_most_steps", [x["label_voxels"] + v for x, v in zip(lad(i), top)]),
+                              dice_to_next=None if q["dice_to_next"] is None else pooled(
+                                  lad(i), "dice_to_next", [x["label_voxels"] + y["label_voxels"] for x, y in zip(lad(i), lad(i + 1))]))
+                         for i, q in enumerate(r0["ladder"])]
+        qd = lambda i: [r["quadrature"][i] for r in rs]
+        res["quadrature"] = [dict(q, ig_images=sum(x["ig_images"] for x in qd(i)), seconds=round(sum(x["seconds"] for x in qd(i)), 3),
+                                  label_voxels=sum(x["label_voxels"] for x in qd(i)), bf16=[x.get("bf16") for x in qd(i)],
+                                  dice_to_converged=pooled(qd(i), "dice_to_converged", [x["label_voxels"] + v for x, v in zip(qd(i), top)]))
+                             for i, q in enumerate(r0["quadrature"])]
+        for q in res["quadrature"]: q["speedup"] = round(res["reference_s"] / max(q["seconds"], 1e-9), 3)
+    t = r0["target"]
+    res["target"] = dict(speedup=t["speedup"], dice_vs_reference=t["dice_vs_reference"],
+                         met=bool(res["speedup"] >= t["speedup"] and res["dice_vs_reference"] >= t["dice_vs_reference"]))
+    if "dice_to_converged" in res:
+        dc = res["dice_to_converged"]; res["target"]["fidelity_met"] = bool(dc["fast"] >= dc["reference"])
+        res["target"]["met_at_equal_fidelity"] = bool(res["speedup"] >= t["speedup"] and dc["fast"] >= dc["reference"])
+    return res
+
+def bench_studies(cache, n: int, among: list | None = None) -> list[str]:
+    "The `n` studies with the most PE-positive slices among `among` (default: all of the cache), ties in sorted order."
+    import pandas as pd
+    from pathlib import Path
+    idx = pd.read_csv(Path(cache) / "index.csv", dtype={"StudyInstanceUID": str}).sort_values("StudyInstanceUID")
+    if among is not None: idx = idx[idx.StudyInstanceUID.isin(set(among))]
+    return idx.sort_values("n_positive_slices", ascending=False, kind="stable").StudyInstanceUID.head(max(1, n)).tolist()
+
+def bench_teacher(cache, # `prepare` cache
+                  checkpoint, # stage-1 model.pt (or an nn.Module)
+                  profile: Profile, # the run's profile (`bench.teacher_studies`: how many studies)
+                  study: str | list | None = None, # a study or a list of them (default: `bench.teacher_studies` studies of `among`)
+                  among: list | None = None, # where the default studies come from (the run's test split; None: the whole cache)
+                  **kw, # `bench_teacher_study`'s other arguments (device, converged_steps, repeats, rules, ...)
+                 ) -> dict:
+    """`bench_teacher_study` on each study, pooled (`pool_benches`): a study's labels are a few hundred voxels, so
+    whether one quadrature lands closer to converged IG than another is decided over several."""
+    studies = [study] if isinstance(study, str) else list(study) if study else bench_studies(cache, profile.bench.teacher_studies, among)
+    return pool_benches([bench_teacher_study(cache, checkpoint, profile, study=s, **kw) for s in studies])
