@@ -229,7 +229,9 @@ def _bench_teacher_section(res: Path) -> list[str]:
     if not f.exists(): return []
     j = json.loads(f.read_text()); fl = j.get("ig_floor", {}); dc = j.get("dice_to_converged"); ms = fl.get("ms_per_image", {})
     L = ["## Teacher benchmark (`labelup bench teacher`)", "",
-         f"One study (`{j['study']}`, {' x '.join(map(str, j['shape']))} voxels), device {j['device']}, "
+         (f"One study (`{j['study']}`" if len(j.get("studies") or [1]) == 1 else
+          f"{len(j['studies'])} test studies (those with the most PE slices; seconds summed, Dice pooled over voxels")
+         + f", {' x '.join(map(str, j['shape']))} voxels), device {j['device']}, "
          f"{j['torch_threads']} threads, median of {j.get('repeats', 1)} timed run{'' if j.get('repeats', 1) == 1 else 's'} per teacher.", "",
          "| | plain captum reference | labelup teacher |", "|---|---|---|",
          f"| seconds per study | {j['reference_s']:.2f} | {j['fast_s']:.2f} |"]
@@ -262,6 +264,14 @@ def _bench_teacher_section(res: Path) -> list[str]:
               "| IG steps | seconds | label voxels | Dice to the most steps | Dice to the next row |", "|---|---|---|---|---|"]
         L += [f"| {r.steps} | {r.seconds:.1f} | {r.label_voxels} | {r.dice_to_most_steps:.3f} | "
               f"{'-' if pd.isna(r.dice_to_next) else f'{r.dice_to_next:.3f}'} |" for r in d.itertuples()]
+    if j.get("quadrature"):
+        def b16(v):   # a row's precision (per study when pooled; not recorded by older runs)
+            v = set(v) if isinstance(v, list) else {v}
+            return "-" if None in v else "mixed" if len(v) > 1 else "bf16" if v.pop() else "float32"
+        L += ["", "Fewer IG points with other quadratures (each row one run of the teacher; Dice to the float32 anchor above):", "",
+              "| teacher | rule | IG points | precision | IG images | seconds | speed-up | Dice to converged |", "|---|---|---|---|---|---|---|---|"]
+        L += [f"| {q['teacher']} | {q['rule']} | {q['steps']} | {b16(q.get('bf16'))} | {q['ig_images']} | {q['seconds']:.2f} | "
+              f"{q['speedup']:.2f}x | {q['dice_to_converged']:.3f} |" for q in j["quadrature"]]
     return L + [""]
 
 def _table_intro(res: Path, stem: str) -> list[str]:
