@@ -694,7 +694,7 @@ def _emboli(cv: _Canvas, rng, arts: dict, art_hu: np.ndarray, positive: bool, ps
         bad = []
         for k, c in enumerate(clots):
             sl = c["bbox"]
-            if sl is None: bad.append(k); continue
+            if sl is None: c["voxels"], c["across_px"] = 0, 0; bad.append(k); continue
             nsl = tuple(slice(q.start // fk, -(-q.stop // fk)) for q, fk in zip(sl, f))
             ssl = tuple(slice(q.start * fk, q.stop * fk) for q, fk in zip(nsl, f))
             sub = (cid[ssl] == k + 1).astype(np.float32)
@@ -702,7 +702,7 @@ def _emboli(cv: _Canvas, rng, arts: dict, art_hu: np.ndarray, positive: bool, ps
             mk = (sub.reshape(zz, f[0], yy, f[1], xx, f[2]).mean((1, 3, 5)) >= 0.5) & pe[nsl]
             c["voxels"], c["across_px"], c["_vox"] = int(mk.sum()), _across(mk), (nsl, mk)
             if c["across_px"] < 2: bad.append(k)
-        if not bad and (pe.any() or not positive): break
+        if (not bad and (pe.any() or not positive)) or attempt == 5: break   # the last try keeps the clots it drew
         clots = [c for k, c in enumerate(clots) if k not in bad]
         if not clots:
             ok = (arts["par"] >= 0) & np.array([cv.z_native[0] <= p_[2] <= cv.z_native[-1] for p_ in arts["P"]])
@@ -787,8 +787,8 @@ def chest_study(seed: int = 0,                 # dataset seed
     hu += lungf * tex_hu * _texture(r_img, (Z, Y, X), (d["dz"], d["ps"], d["ps"]), r_img.uniform(2.4, 3.4))
     ndi.gaussian_filter(hu, (0.3, psf, psf), output=hu, mode="nearest")
     for c in clots:                                                    # each clot as the image shows it, before noise
-        nsl, mk = c.pop("_vox")
-        c["clean_hu"] = round(float(hu[nsl][mk].mean()), 1) if mk.any() else None
+        nsl, mk = c.pop("_vox", (None, None))                          # none: the clot fell outside the grid
+        c["clean_hu"] = round(float(hu[nsl][mk].mean()), 1) if mk is not None and mk.any() else None
         for k_ in ("pieces", "e", "k", "bbox"): c.pop(k_, None)
     motion = _motion(hu, r_img, m["cardiac"], m["breathing"], A, cv.z_native, d)
     streak = _svc_streaks(hu, r_img, A, cv.z_native, d) if m["streak"] else None
