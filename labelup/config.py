@@ -243,6 +243,9 @@ def _synthetic() -> Profile:
         # of a positive study, cutout and MixUp off: the classifier then responds to the clot (the committed run's
         # 22b_evidence: with the clots painted over, 29% of the positive test windows lose > 1 logit; height-matched
         # AUROC 91.2), where the paper's recipe at 2500 iterations had learned the slice's height instead (06_classifier).
+        # local_stage stays 0 (the whole backbone): cut after resnet10t's stage 2 or 3, with the highest per-position
+        # score as the logit, the height-matched AUROC fell from 70.9 to 52.4 / 48.1 on the phantom and zero-shot on the
+        # chest family stayed 57-60 (results/recipe/local, 1000 iterations).
         # amp_cpu (classifier and student): bfloat16 autocast is allowed; the engine times both precisions on the first
         # batch and trains in bfloat16 only where it is measured faster (`labelup.engine.probe_precision`; the run's
         # runtime.json says which it used).
