@@ -228,13 +228,13 @@ def _bench_teacher_section(res: Path) -> list[str]:
     f = res / "bench_teacher.json"
     if not f.exists(): return []
     j = json.loads(f.read_text()); fl = j.get("ig_floor", {}); dc = j.get("dice_to_converged"); ms = fl.get("ms_per_image", {})
+    n = len(j.get("studies") or [1])   # studies pooled
     L = ["## Teacher benchmark (`labelup bench teacher`)", "",
-         (f"One study (`{j['study']}`" if len(j.get("studies") or [1]) == 1 else
-          f"{len(j['studies'])} test studies (those with the most PE slices; seconds summed, Dice pooled over voxels")
-         + f", {' x '.join(map(str, j['shape']))} voxels), device {j['device']}, "
+         (f"One study (`{j['study']}`, " if n == 1 else f"{n} test studies (those with the most PE slices; seconds summed, Dice pooled over voxels; ")
+         + f"{' x '.join(map(str, j['shape']))} voxels), device {j['device']}, "
          f"{j['torch_threads']} threads, median of {j.get('repeats', 1)} timed run{'' if j.get('repeats', 1) == 1 else 's'} per teacher.", "",
          "| | plain captum reference | labelup teacher |", "|---|---|---|",
-         f"| seconds per study | {j['reference_s']:.2f} | {j['fast_s']:.2f} |"]
+         f"| seconds{' per study' if n == 1 else f', {n} studies'} | {j['reference_s']:.2f} | {j['fast_s']:.2f} |"]
     if ms: L += [f"| ms per IG image (forward + input gradient) | {ms['reference']:.2f} | {ms['fast']:.2f} |"]
     if dc: L += [f"| Dice to float32 IG at {dc['steps']} steps | {dc['reference']:.3f} | {dc['fast']:.3f} |"]
     L += ["", f"Speed-up **{j['speedup']:.2f}x**; Dice between the two teachers' labels {j['dice_vs_reference']:.3f}"
@@ -243,7 +243,7 @@ def _bench_teacher_section(res: Path) -> list[str]:
              f"**{'met' if j['target']['met'] else 'not met'}**" if "target" in j else "") + "."]
     if j.get("bf16_window_dice") is not None:
         q = j.get("quadrature_window_dice")
-        L += ["", f"bf16 on the first window: its Algorithm-1 mask has Dice {j['bf16_window_dice']:.3f} to float32's"
+        L += ["", f"bf16 on the first window{'' if n == 1 else ' of the first study'}: its Algorithm-1 mask has Dice {j['bf16_window_dice']:.3f} to float32's"
               + (f", and float32's has Dice {q:.3f} to float32 at twice the steps" if q is not None and q < 1 else "")
               + f"; bf16 was **{'kept' if j.get('fast_bf16') else 'not kept'}** (it is kept when it moves the labels no more "
               "than the quadrature error does, or agrees to 0.99)."]
