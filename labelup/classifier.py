@@ -85,6 +85,7 @@ class SliceClassifier(nn.Module):
         if pretrained_path and not Path(pretrained_path).exists(): raise FileNotFoundError(f"pretrained weights not found: {pretrained_path}")
         try: self.net = timm.create_model(backbone, **pre, **kw)
         except (IndexError, ValueError) as e:   # out_indices beyond the backbone's stages
+            if not local_stage: raise
             raise UsageError(f"classifier.local_stage={local_stage}: {backbone} has no such feature stage ({e})") from None
         if local_stage:
             self.head = nn.Conv2d(self.net.feature_info.channels()[-1], 1, 1)
