@@ -110,7 +110,7 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
     if fill not in MASK_FILLS: raise ValueError(f"unknown mask fill {fill!r}; choose one of {MASK_FILLS}")
     reuse = explainer.fast
     X = X.detach().float().clone(); N = len(X)
-    lg = (explainer.logit(X) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
+    lg = (explainer.gate(X, clf_threshold) if logits is None else torch.as_tensor(logits, dtype=torch.float32)).reshape(-1).clone()
     res = [SlabResult(torch.zeros(X.shape[1:], dtype=torch.uint8), [float(torch.sigmoid(lg[i]))], [], [], [],
                         torch.zeros(X.shape[1:]) if keep_heat else None) for i in range(N)]
     att, changed, masked = [None] * N, [True] * N, [math.inf] * N
@@ -120,13 +120,13 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
         need = [i for i in active if att[i] is None or changed[i] or not reuse]
         if reuse and slab_batch > 1 and len(need) > 1:
             if explainer.amp and explainer.bf16_cosine is None:   # the study's bf16 decision, on one window as unbatched
-                att[need[0]] = explainer.attribute(X[need[0]][None], lg[need[0]:need[0] + 1]); need = need[1:]
+                att[need[0]] = explainer.attribute(X[need[0]][None], lg[need[0]:need[0] + 1], gap=False); need = need[1:]
             for a in range(0, len(need), slab_batch):
                 ch = need[a:a + slab_batch]
-                A = explainer.attribute(X[ch], lg[ch])
+                A = explainer.attribute(X[ch], lg[ch], gap=False)
                 for j, i in enumerate(ch): att[i] = Attribution(A.heat[j:j + 1], A.logit[j:j + 1], A.steps, A.delta)
         else:
-            for i in need: att[i] = explainer.attribute(X[i][None], lg[i:i + 1])
+            for i in need: att[i] = explainer.attribute(X[i][None], lg[i:i + 1], gap=False)   # Algorithm 1 reads no completeness gap
         for i in active:
             r = res[i]; it = r.iterations + 1
             heat = att[i].heat[0]
@@ -140,7 +140,7 @@ def iterate_slabs(explainer: Explainer, # IG explainer on the classifier
             X[i][seg] = new
         cont = [i for i in active if more(i)]  # the loop goes on only if the classifier still fires: ask it
         todo = [i for i in cont if changed[i] or not reuse]
-        if todo and reuse: lg[todo] = explainer.logit(X[todo])
+        if todo and reuse: lg[todo] = explainer.gate(X[todo], clf_threshold)
         else:
             for i in todo: lg[i] = explainer.logit(X[i][None])[0]
         for i in cont: res[i].probs.append(float(torch.sigmoid(lg[i])))
@@ -262,9 +262,9 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     "Algorithm 1 on the slab around every slice of a study, then Gaussian aggregation per slice."
     t0 = time.perf_counter(); A, G = algorithm, aggregation; ctx = G.context
     vol = torch.as_tensor(vol).float(); Z, H, W = vol.shape
-    idx = [slab_indices(z, Z, ctx) for z in range(Z)]
+    idx = [slab_indices(z, Z, ctx) for z in range(Z)]; rechecked0 = explainer.gate_rechecked
     if explainer.fast:
-        logits = torch.cat([explainer.logit(torch.stack([vol[i] for i in idx[a:a + gate_batch]]))
+        logits = torch.cat([explainer.gate(torch.stack([vol[i] for i in idx[a:a + gate_batch]]), A.clf_threshold)
                             for a in range(0, Z, gate_batch)])
     else:
         logits = torch.cat([explainer.logit(vol[i][None]) for i in idx])
@@ -293,7 +293,7 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
     record = dict(n_slices=Z, n_positive_slabs=len(per_slab), iterations=max(iters, default=0),
                   iterations_per_slab={int(k): v["iterations"] for k, v in per_slab.items()},
                   clusters_per_iteration=by_iter, slab_probs=[round(float(p), 4) for p in probs0],
-                  slabs=per_slab, ig_calls=explainer.calls - calls0,
+                  slabs=per_slab, ig_calls=explainer.calls - calls0, gate_rechecked=explainer.gate_rechecked - rechecked0,
                   ig_steps_mean=float(np.mean([s for w in per_slab.values() for s in w["steps"]])) if per_slab else 0.0,
                   bf16=bool(getattr(explainer, "amp", False)), bf16_score=getattr(explainer, "bf16_score", None),
                   quadrature_score=getattr(explainer, "quadrature_score", None),
