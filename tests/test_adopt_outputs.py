@@ -39,3 +39,19 @@ def test_adopt_refuses_edited_code(tmp_path):
     with pytest.raises(ValueError, match="differ from the executed copy"):
         ao.adopt(target, ex)
     assert target.read_text() == before
+
+
+def test_adopt_matches_what_reproduce_runs(tmp_path):
+    "reproduce runs a notebook without its export line (`runnable_notebook`): a cell with only that line is dropped, a cell with more keeps the rest."
+    from labelup.paper.reproduce import runnable_notebook
+    out = [{"output_type": "stream", "name": "stdout", "text": "ok\n"}]
+    target = tmp_path / "nb.ipynb"; ex = tmp_path / "ex.ipynb"
+    cells = [_code("print(1)"), _code("#| hide\nimport os\nimport nbdev; nbdev.nbdev_export()"), _code("#| hide\nimport nbdev; nbdev.nbdev_export()")]
+    target.write_text(json.dumps(_nb(cells)))
+    run = runnable_notebook(target)
+    assert len(run["cells"]) == 2                      # the export-only cell is not run
+    run["cells"][0]["outputs"] = out
+    ex.write_text(json.dumps(run))
+    assert ao.adopt(target, ex)["cells_with_output"] == 1
+    nb = json.loads(target.read_text())
+    assert nb["cells"][0]["outputs"] == out and "nbdev_export" in "".join(nb["cells"][1]["source"]) and len(nb["cells"]) == 3

@@ -38,21 +38,30 @@ def injected_parameters(executed: dict) -> dict:
     return out
 
 
+def _run_source(cell) -> str:
+    "The cell's code as `labelup reproduce` runs it: the export line taken out (`runnable_notebook`); '' for a cell it drops."
+    from labelup.paper.reproduce import EXPORT_LINE
+    lines = [l for l in _src(cell).splitlines() if l.strip() != EXPORT_LINE]
+    if not any(l.strip() and not l.lstrip().startswith("#|") for l in lines): return ""
+    return "\n".join(lines).rstrip()
+
+
 def adopt(target: Path, executed: Path, note: str | None = None) -> dict:
     "Copy outputs from `executed` into `target` (same code, cell by cell); returns counts. Raises on any mismatch."
     nb, ex = json.loads(target.read_text()), json.loads(executed.read_text())
     pool = {}
     for c in ex["cells"]:
         if c["cell_type"] == "code" and "injected-parameters" not in _tags(c):
-            pool.setdefault(_src(c), []).append(c)
-    missing = [_src(c)[:80] for c in nb["cells"] if c["cell_type"] == "code" and not pool.get(_src(c))]
+            pool.setdefault(_run_source(c), []).append(c)
+    run = lambda c: c["cell_type"] == "code" and _run_source(c) != ""
+    missing = [_src(c)[:80] for c in nb["cells"] if run(c) and not pool.get(_run_source(c))]
     if missing:
         raise ValueError(f"{target.name}: {len(missing)} code cells differ from the executed copy {executed} "
                          f"(edited after the run?), e.g. {missing[0]!r}; rerun the notebook first")
     n_out = 0
     for c in nb["cells"]:
-        if c["cell_type"] != "code": continue
-        e = pool[_src(c)].pop(0)
+        if not run(c): continue
+        e = pool[_run_source(c)].pop(0)
         c["outputs"] = e.get("outputs", []); c["execution_count"] = e.get("execution_count")
         n_out += bool(c["outputs"])
     nb["cells"] = [c for c in nb["cells"] if MARK not in _tags(c)]
