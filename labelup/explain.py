@@ -236,6 +236,7 @@ def gate(self: Explainer, x: torch.Tensor, # (B, 7, H, W) windows
     with torch.inference_mode(), torch.autocast(self._dev_type, dtype=torch.bfloat16):
         lg = self.model(self._prep(x)).float().reshape(-1).cpu()
     lg = lg.clone()   # a normal tensor (written below)
+    if not 0 < threshold < 1: return lg   # a threshold of 0 or 1 (every window in, or none): no logit is near it
     near = (lg - math.log(threshold / (1 - threshold))).abs() < m
     if near.any(): lg[near] = self.logit(x[near.to(x.device)]); self.gate_rechecked += int(near.sum())
     return lg
