@@ -39,11 +39,10 @@ def injected_parameters(executed: dict) -> dict:
 
 
 def _run_source(cell) -> str:
-    "The cell's code as `labelup reproduce` runs it: the export line taken out (`runnable_notebook`); '' for a cell it drops."
-    from labelup.paper.reproduce import EXPORT_LINE
-    lines = [l for l in _src(cell).splitlines() if l.strip() != EXPORT_LINE]
-    if not any(l.strip() and not l.lstrip().startswith("#|") for l in lines): return ""
-    return "\n".join(lines).rstrip()
+    "The cell's code as `labelup reproduce` runs it (`runnable_cell`: the export line taken out); '' for a cell it drops."
+    from labelup.paper.reproduce import runnable_cell
+    r = runnable_cell(cell)
+    return "" if r is None else _src(r).rstrip()
 
 
 def adopt(target: Path, executed: Path, note: str | None = None) -> dict:

@@ -17,8 +17,8 @@ from ..config import get_profile
 
 # %% auto #0
 __all__ = ['RESULT_NOTEBOOKS', 'OPTIONAL_NOTEBOOKS', 'STAGE_DIRS', 'EXPORT_LINE', 'RUNTIME_STAGES', 'TABLES', 'OPTIONAL_TABLES',
-           'FIGURES', 'find_notebooks', 'code_version', 'reproduce', 'runnable_notebook', 'runtime_records',
-           'runtime_section', 'write_results_readme']
+           'FIGURES', 'find_notebooks', 'code_version', 'reproduce', 'runnable_cell', 'runnable_notebook',
+           'runtime_records', 'runtime_section', 'write_results_readme']
 
 # %% ../../nbs/28_reproduce.ipynb #caacdbcd
 RESULT_NOTEBOOKS = [  # (notebook, what it regenerates)
@@ -156,17 +156,17 @@ def _run_notebooks(todo, what, out, nbs, params, force, progress, on_stage, timi
 EXPORT_LINE = "import nbdev; nbdev.nbdev_export()"   # the last, hidden cell of every notebook (a cell of its own: nbdev's docs skip a cell that names it)
 
 # %% ../../nbs/28_reproduce.ipynb #1d2c034f
+def runnable_cell(c: dict) -> dict | None:
+    "A notebook cell as `reproduce` runs it: its `EXPORT_LINE` taken out; None for a cell left with nothing else."
+    src = c["source"]; lines = ("".join(src) if isinstance(src, list) else src).splitlines(keepends=True)
+    if c["cell_type"] != "code" or not any(l.strip() == EXPORT_LINE for l in lines): return c
+    keep = [l for l in lines if l.strip() != EXPORT_LINE]
+    return {**c, "source": keep} if any(l.strip() and not l.lstrip().startswith("#|") for l in keep) else None
+
 def runnable_notebook(path) -> dict:
-    "The notebook at `path` as `reproduce` runs it: every `EXPORT_LINE` taken out, and a cell left with nothing else dropped."
-    nb = json.loads(Path(path).read_text()); cells = []
-    for c in nb["cells"]:
-        lines = "".join(c["source"]).splitlines(keepends=True)
-        if c["cell_type"] == "code" and any(l.strip() == EXPORT_LINE for l in lines):
-            keep = [l for l in lines if l.strip() != EXPORT_LINE]
-            if not any(l.strip() and not l.lstrip().startswith("#|") for l in keep): continue
-            c = {**c, "source": keep}
-        cells.append(c)
-    return {**nb, "cells": cells}
+    "The notebook at `path` as `reproduce` runs it: every cell as `runnable_cell` gives it, the ones it drops left out."
+    nb = json.loads(Path(path).read_text())
+    return {**nb, "cells": [r for r in map(runnable_cell, nb["cells"]) if r is not None]}
 
 # %% ../../nbs/28_reproduce.ipynb #b58a46e4
 RUNTIME_STAGES = ["classifier", "student", "finetune/finetuned", "finetune/scratch"]   # the run's trainings, in order
