@@ -131,7 +131,8 @@ class TeacherCfg:
     amp_min_cosine: float = 0.999    # a standalone explainer keeps bf16 only if its IG map has this cosine to float32's
     amp_min_dice: float = 0.99       # the teacher keeps bf16 if a window's Algorithm-1 mask has this Dice to float32's (or moves less than 2x steps does)
     gate_margin: float = 0.25        # fast teacher with amp: "is the window positive?" in bf16, float32 again within this of the threshold's
-                                     # logit (bf16 moved none of 768 synthetic test windows' logits by more than 0.017; 0: float32 always)
+                                     # logit (bf16 moved none of 768 synthetic test windows' logits by more than 0.017; each study measures
+                                     # bf16's error on its classifier and gates in float32 when it passes half this; 0: float32 always)
     channels_last: bool = field(default=True, metadata={"runtime": True})  # channels-last memory format in IG passes
     slab_batch: int = field(default=1, metadata={"runtime": True})  # slabs explained together in one IG call (larger passes: GPUs)
     adaptive_steps: int = 0          # >0: try this many IG steps first, ig_steps when completeness fails (0: off; see 07_explain)

@@ -20,9 +20,9 @@ from .core import patch
 from .runtime import cpu_supports_bf16, pick_device
 
 # %% auto #0
-__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'grey_closing', 'make_reference', 'make_references', 'free_memory',
-           'activation_bytes', 'fit_ig_batch', 'Attribution', 'bf16_pair', 'cosine_precision', 'Explainer',
-           'peak_memory', 'time_attribution']
+__all__ = ['REFERENCE_KINDS', 'CLOSING_SIZES', 'IG_RULES', 'GATE_PROBE', 'grey_closing', 'make_reference', 'make_references',
+           'free_memory', 'activation_bytes', 'fit_ig_batch', 'Attribution', 'bf16_pair', 'cosine_precision',
+           'Explainer', 'peak_memory', 'time_attribution']
 
 # %% ../nbs/07_explain.ipynb #ddc5e684
 REFERENCE_KINDS = CHOICES["teacher.reference"]   # zeros, blur, closing, noise, mean, negatives (checked where --set is parsed, too)
@@ -204,6 +204,7 @@ class Explainer:
         """Forget the precision and step-count decisions taken on earlier inputs. The teacher calls this per study,
         so a study's pseudo-label never depends on which studies the same process labelled before (sharding, resume)."""
         self.amp, self.bf16_cosine, self.bf16_score, self.quadrature_score = self._amp0, None, None, None
+        self.gate_error, self.gate_f32 = None, False   # bf16's largest logit error seen by `gate` in this study; float32 gating from here
         self.adaptive, self._adapt = self._adaptive0, [0, 0]  # low step count tried, accepted
 
     def _prep(self, x):
@@ -222,6 +223,8 @@ def logit(self: Explainer, x: torch.Tensor) -> torch.Tensor:
     self.forward_calls += 1
     with torch.inference_mode(): return self.model(self._prep(x)).float().reshape(-1).cpu()
 
+GATE_PROBE = 4   # windows `gate` computes in both precisions at the start of each study, to measure bf16's logit error
+
 @patch
 def gate(self: Explainer, x: torch.Tensor, # (B, 7, H, W) windows
          threshold: float = 0.5, # the probability the question is asked at
@@ -229,16 +232,27 @@ def gate(self: Explainer, x: torch.Tensor, # (B, 7, H, W) windows
     """Logits `(B,)` for the question "is the window's probability above `threshold`?". The plain reference answers in
     float32 (`logit`); the fast teacher, where bf16 is allowed, runs the forward in bf16 and recomputes in float32 every
     window whose bf16 logit lies within `gate_margin` of the threshold's, so its answers are float32's wherever bf16
-    moves a logit by less than the margin."""
+    moves a logit by less than the margin. That it does is measured, not assumed: the study's first `GATE_PROBE` windows
+    and every recomputed one give bf16's error on this classifier, and once it exceeds half the margin the rest of the
+    study is gated in float32 (the batch that showed it too)."""
     m = self.cfg.gate_margin
-    if not (self.fast and self._amp0 and m > 0): return self.logit(x)
+    if not (self.fast and self._amp0 and m > 0) or self.gate_f32: return self.logit(x)
     self.forward_calls += 1
     with torch.inference_mode(), torch.autocast(self._dev_type, dtype=torch.bfloat16):
         lg = self.model(self._prep(x)).float().reshape(-1).cpu()
     lg = lg.clone()   # a normal tensor (written below)
-    if not 0 < threshold < 1: return lg   # a threshold of 0 or 1 (every window in, or none): no logit is near it
-    near = (lg - math.log(threshold / (1 - threshold))).abs() < m
-    if near.any(): lg[near] = self.logit(x[near.to(x.device)]); self.gate_rechecked += int(near.sum())
+    near, probed = torch.zeros(len(lg), dtype=torch.bool), 0
+    if self.gate_error is None:   # once a study: how far bf16 moves this classifier's logits, on the first windows it gates
+        probed = min(GATE_PROBE, len(x)); f = self.logit(x[:probed])
+        self.gate_error = float((lg[:probed] - f).abs().max()); lg[:probed] = f
+    if 0 < threshold < 1:   # at 0 or 1 (every window in, or none) no logit is near the threshold
+        near = (lg - math.log(threshold / (1 - threshold))).abs() < m
+        near[:probed] = False   # the probed windows have float32's logits already
+    if near.any():
+        f = self.logit(x[near.to(x.device)]); self.gate_rechecked += int(near.sum())
+        self.gate_error = max(self.gate_error, float((lg[near] - f).abs().max())); lg[near] = f
+    if self.gate_error > m / 2:   # bf16 moves this classifier's logits too far for the margin: float32 for the rest of the study
+        self.gate_f32 = True; return self.logit(x)
     return lg
 
 @patch

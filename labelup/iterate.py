@@ -294,6 +294,7 @@ def teach_volume(explainer: Explainer, # IG explainer (fast or plain)
                   iterations_per_slab={int(k): v["iterations"] for k, v in per_slab.items()},
                   clusters_per_iteration=by_iter, slab_probs=[round(float(p), 4) for p in probs0],
                   slabs=per_slab, ig_calls=explainer.calls - calls0, gate_rechecked=explainer.gate_rechecked - rechecked0,
+                  gate_error=explainer.gate_error, gate_f32=explainer.gate_f32,
                   ig_steps_mean=float(np.mean([s for w in per_slab.values() for s in w["steps"]])) if per_slab else 0.0,
                   bf16=bool(getattr(explainer, "amp", False)), bf16_score=getattr(explainer, "bf16_score", None),
                   quadrature_score=getattr(explainer, "quadrature_score", None),
