@@ -507,15 +507,16 @@ def most_positive_study(cache, # prepare's output folder
 def load_study(cache,        # prepare's output folder
                study: str,   # StudyInstanceUID
                image: bool = True, # False: skip reading the volume (labels and meta only)
+               labels: bool = True, # False: skip the slice labels and boxes (the image, affine and meta only: inference)
               ) -> Study:
     "Load one prepared study from the cache."
     d = Path(cache) / study
     if not (d / "meta.json").is_file(): raise FileNotFoundError(f"study {study}: not prepared in {cache} (no meta.json)")
     meta = json.loads((d / "meta.json").read_text())
     vol, aff = load_volume(d / "image.nii.gz", dtype=np.int16, finite=True) if image else (None, np.asarray(meta["affine"]))
-    labels = pd.read_csv(d / "slices.csv").pe_present_on_image.to_numpy().astype(np.int8)
-    boxes = load_volume(d / "boxes.nii.gz", dtype=np.uint8)[0] if (d / "boxes.nii.gz").is_file() and image else None
-    return Study(study, vol, aff, labels, boxes, meta)
+    lab = pd.read_csv(d / "slices.csv").pe_present_on_image.to_numpy().astype(np.int8) if labels else None
+    boxes = load_volume(d / "boxes.nii.gz", dtype=np.uint8)[0] if labels and image and (d / "boxes.nii.gz").is_file() else None
+    return Study(study, vol, aff, lab, boxes, meta)
 
 # %% ../nbs/02_data.ipynb #438c238d
 def study_shape(cache,      # prepare's output folder

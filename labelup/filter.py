@@ -16,17 +16,24 @@ from scipy import ndimage
 __all__ = ['cluster_table', 'filter_clusters', 'ClusterFilter']
 
 # %% ../nbs/09_filter.ipynb #045bd8f3
+def _extent(mask: np.ndarray) -> tuple | None:
+    "The slices of `mask`'s bounding box (None when it is empty): labelling inside it labels the same components in the same order."
+    ix = [np.flatnonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != a))) for a in range(mask.ndim)]
+    return None if not len(ix[0]) else tuple(slice(int(i[0]), int(i[-1]) + 1) for i in ix)
+
 def cluster_table(mask: np.ndarray, # binary vol[z, y, x]
                  ) -> tuple[np.ndarray, pd.DataFrame]:
     "26-connected components of `mask` and a table: label, voxels, centroid (z, y, x), 2D distance to the centre."
     mask = np.asarray(mask) != 0
-    lab, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    lab, box = np.zeros(mask.shape, np.int32), _extent(mask)
     cols = ["label", "voxels", "z", "y", "x", "distance"]
-    if n == 0: return lab, pd.DataFrame(columns=cols)
+    if box is None: return lab, pd.DataFrame(columns=cols)
+    sub, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))   # only the mask's box: a predicted study is mostly empty
+    lab[box] = sub
     idx = np.arange(1, n + 1)
-    fg = np.nonzero(lab); l = lab[fg]    # sums over the mask's voxels only (not the whole volume, as ndimage's would)
+    fg = np.nonzero(sub); l = sub[fg]    # sums over the mask's voxels only (not the whole volume, as ndimage's would)
     vox = np.bincount(l, minlength=n + 1)[1:]
-    cen = np.stack([np.bincount(l, weights=c, minlength=n + 1)[1:] for c in fg], axis=1) / vox[:, None]
+    cen = np.stack([np.bincount(l, weights=c + b.start, minlength=n + 1)[1:] for c, b in zip(fg, box)], axis=1) / vox[:, None]
     cy, cx = (mask.shape[1] - 1) / 2, (mask.shape[2] - 1) / 2
     dist = np.hypot(cen[:, 1] - cy, cen[:, 2] - cx)
     return lab, pd.DataFrame({"label": idx, "voxels": vox.astype(int), "z": cen[:, 0], "y": cen[:, 1], "x": cen[:, 2],
@@ -43,7 +50,9 @@ def filter_clusters(mask: np.ndarray, # binary vol[z, y, x]
     small, far = tab.voxels < min_voxels, tab.distance > max_distance
     tab = tab.assign(kept=~(small | far), reason=np.where(small & far, "size+distance", np.where(small, "size", np.where(far, "distance", ""))))
     keep = np.zeros(len(tab) + 1, bool); keep[1:] = tab.kept.to_numpy()
-    return keep[lab].astype(np.uint8), tab
+    out, box = np.zeros(lab.shape, np.uint8), _extent(lab)
+    out[box] = keep[lab[box]]
+    return out, tab
 
 # %% ../nbs/09_filter.ipynb #3dd697b9
 @dataclass(frozen=True)

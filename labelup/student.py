@@ -108,7 +108,7 @@ def preprocess_label(label_zyx: np.ndarray, # binary mask vol[z, y, x] on the st
 # %% ../nbs/11_student.ipynb #ca60fda9
 def read_study(cache, study: str) -> tuple[np.ndarray, np.ndarray]:
     "HU image vol[z, y, x] (int16) and its 4x4 RAS affine from a prepare cache."
-    s = load_study(cache, study)
+    s = load_study(cache, study, labels=False)   # neither slice labels nor boxes: inference reads the image alone
     return np.asarray(s.image), np.asarray(s.affine)
 
 
