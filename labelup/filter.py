@@ -13,10 +13,11 @@ import pandas as pd
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['cluster_table', 'filter_clusters', 'ClusterFilter']
+__all__ = ['mask_extent', 'cluster_table', 'filter_clusters', 'ClusterFilter']
 
 # %% ../nbs/09_filter.ipynb #045bd8f3
-def _extent(mask: np.ndarray) -> tuple | None:
+def mask_extent(mask: np.ndarray, # any array; its nonzero voxels count
+               ) -> tuple | None:
     "The slices of `mask`'s bounding box (None when it is empty): labelling inside it labels the same components in the same order."
     ix = [np.flatnonzero(mask.any(axis=tuple(j for j in range(mask.ndim) if j != a))) for a in range(mask.ndim)]
     return None if not len(ix[0]) else tuple(slice(int(i[0]), int(i[-1]) + 1) for i in ix)
@@ -25,7 +26,7 @@ def cluster_table(mask: np.ndarray, # binary vol[z, y, x]
                  ) -> tuple[np.ndarray, pd.DataFrame]:
     "26-connected components of `mask` and a table: label, voxels, centroid (z, y, x), 2D distance to the centre."
     mask = np.asarray(mask) != 0
-    lab, box = np.zeros(mask.shape, np.int32), _extent(mask)
+    lab, box = np.zeros(mask.shape, np.int32), mask_extent(mask)
     cols = ["label", "voxels", "z", "y", "x", "distance"]
     if box is None: return lab, pd.DataFrame(columns=cols)
     sub, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), bool))   # only the mask's box: a predicted study is mostly empty
@@ -50,7 +51,7 @@ def filter_clusters(mask: np.ndarray, # binary vol[z, y, x]
     small, far = tab.voxels < min_voxels, tab.distance > max_distance
     tab = tab.assign(kept=~(small | far), reason=np.where(small & far, "size+distance", np.where(small, "size", np.where(far, "distance", ""))))
     keep = np.zeros(len(tab) + 1, bool); keep[1:] = tab.kept.to_numpy()
-    out, box = np.zeros(lab.shape, np.uint8), _extent(lab)
+    out, box = np.zeros(lab.shape, np.uint8), mask_extent(lab)
     out[box] = keep[lab[box]]
     return out, tab
 

@@ -21,7 +21,7 @@ from .runtime import file_hash, pick_device, seed_everything
 from .core import hu_window as _hu_window
 from .data import list_studies, load_study, study_shape
 from .explain import activation_bytes, cpu_supports_bf16, free_memory
-from .filter import ClusterFilter
+from .filter import ClusterFilter, mask_extent
 from .settings import StudentSettings, student_of
 from .engine import TrainConfig, barrier, latest_checkpoint, rank_batch_size, setup_distributed, batch_part, shared_rng, train_loop
 from .store import build_store, read_box
@@ -406,12 +406,17 @@ def fill_holes_in_plane(mask: np.ndarray, # boolean vol[z, y, x]
                        ) -> np.ndarray:
     """`ndimage.binary_fill_holes` slice by slice, in one pass: background pixels that no 4-connected in-plane path joins
     to the slice's border are filled (one 3-D labelling with an in-plane structure instead of a fill per slice)."""
-    mask = np.asarray(mask, bool)
+    mask = np.asarray(mask, bool); box = mask_extent(mask)
+    if box is None: return mask.copy()
+    # outside the mask's in-plane box every pixel has a straight path to the border; inside it (one pixel wider, so its
+    # ring is background that reaches the border) a pixel reaches the border iff it reaches the box's edge
+    box = (box[0], *(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box[1:], mask.shape[1:])))
     st = np.zeros((3, 3, 3), bool); st[1] = ndimage.generate_binary_structure(2, 1)
-    lab, n = ndimage.label(~mask, structure=st)
+    lab, n = ndimage.label(~mask[box], structure=st)
     hole = np.ones(n + 1, bool); hole[0] = False
-    hole[lab[:, [0, -1], :]] = False; hole[lab[:, :, [0, -1]]] = False   # background that reaches the border stays
-    return mask | hole[lab]
+    hole[lab[:, [0, -1], :]] = False; hole[lab[:, :, [0, -1]]] = False   # background that reaches the edge stays
+    out = mask.copy(); out[box] |= hole[lab]
+    return out
 
 def lung_box(image_hu: np.ndarray, # HU vol[z, y, x]
              margin: float = 0.03, # added on each side, as a share of the axis (4 px of 128, 15 of 512; at least 2)
@@ -467,12 +472,18 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
     if window not in SW_ROIS: raise ValueError(f"window must be one of {SW_ROIS}, got {window!r}")
     dev = pick_device(device)
     box = crop_box(image_hu, crop)
-    x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
-    full, part = tuple(x.shape[2:]), None
-    if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resized
-        (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = full[0] / image_hu.shape[1], full[1] / image_hu.shape[2]
-        part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
-        x = x[(..., *part)]
+    resized = image_hu.shape[1] > image_size or image_hu.shape[2] > image_size
+    if box is not None and not resized:   # the network's grid is the study's: window the box alone
+        (z0, z1), (y0, y1), (x0, x1) = box
+        full, part = (*image_hu.shape[1:], image_hu.shape[0]), (slice(y0, y1), slice(x0, x1), slice(z0, z1))
+        x = preprocess_image(image_hu[z0:z1, y0:y1, x0:x1], image_size, hu_window)[None, None].to(dev)
+    else:
+        x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
+        full, part = tuple(x.shape[2:]), None
+        if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resized
+            (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = full[0] / image_hu.shape[1], full[1] / image_hu.shape[2]
+            part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
+            x = x[(..., *part)]
     cuda = dev.startswith("cuda")
     amp = bool(amp) and (cuda or cpu_supports_bf16())
     roi = tuple(int(v) for v in roi_size)
@@ -485,7 +496,10 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
         overlap = [ov] * 3
     net = model
     if amp and not cuda:   # bfloat16 on CPU: channels-last-3d is what makes oneDNN's bf16 kernels pay
-        net = model.to(memory_format=torch.channels_last_3d); x = x.contiguous(memory_format=torch.channels_last_3d)
+        ws = [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))]
+        if not ws or not all(w.is_contiguous(memory_format=torch.channels_last_3d) for w in ws):   # once per model
+            net = model.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
     with torch.autocast(device_type="cuda" if cuda else "cpu", dtype=torch.float16 if cuda else torch.bfloat16, enabled=amp):
         logits = sliding_window_inference(x, roi, sw_batch_size, net, overlap=overlap, mode="gaussian",
                                           sigma_scale=sigma_scale, padding_mode="constant", cval=0.0)
