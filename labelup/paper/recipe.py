@@ -14,7 +14,7 @@ import pandas as pd
 from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 
 # %% auto #0
-__all__ = ['lever_table', 'write_recipe', 'grid_visibility', 'write_grid']
+__all__ = ['DRAW_KEYS', 'lever_table', 'write_recipe', 'check_levers', 'grid_visibility', 'write_grid']
 
 # %% ../../nbs/22d_recipe.ipynb #a51a3d43
 def lever_table(rows: list, # dicts: lever, overrides, seconds, scored_on, kind, slice_auroc, height_matched_auroc, ...
@@ -39,6 +39,20 @@ def write_recipe(rows: list, results, meta: dict) -> Path:
     write_json_atomic(results / "recipe.json", dict(meta, rows=rows))
     write_text_atomic(results / "recipe.md", md_table(t))
     return results / "recipe.md"
+
+# %% ../../nbs/22d_recipe.ipynb #86e27028
+DRAW_KEYS = ("data.n_studies", "data.family", "data.phantom_shape", "data.seed", "data.holdout_regime",   # the run's dataset
+             "data.test_fraction", "data.val_fraction", "data.split_seed")   # and its split: a lever's own split could train on the test studies
+
+def check_levers(levers: dict, # lever name -> profile overrides
+                ) -> dict:
+    "The levers, or `UsageError` naming the first that overrides how the run's dataset or its split is drawn (`DRAW_KEYS`)."
+    from labelup.core import UsageError
+    for name, ov in levers.items():
+        bad = [k for k in ov if k in DRAW_KEYS]
+        if bad: raise UsageError(f"lever {name!r} sets {', '.join(bad)}: every lever trains on the run's own studies; "
+                                 f"set it for the run (overrides) and compare runs")
+    return levers
 
 # %% ../../nbs/22d_recipe.ipynb #32ea81b3
 def _clot_stats(masks, studies: list) -> dict:
