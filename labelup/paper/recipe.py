@@ -40,7 +40,7 @@ def write_recipe(rows: list, results, meta: dict) -> Path:
     write_text_atomic(results / "recipe.md", md_table(t))
     return results / "recipe.md"
 
-# %% ../../nbs/22d_recipe.ipynb #86e27028
+# %% ../../nbs/22d_recipe.ipynb #42518c65
 DRAW_KEYS = ("data.n_studies", "data.family", "data.phantom_shape", "data.seed", "data.holdout_regime",   # the run's dataset
              "data.test_fraction", "data.val_fraction", "data.split_seed")   # and its split: a lever's own split could train on the test studies
 
