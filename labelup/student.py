@@ -465,7 +465,7 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
                           amp: bool = True,       # reduced precision (float16 on CUDA, bfloat16 on CPUs that run it natively)
                           window: str = "patch",  # "patch": windows of roi_size, steps sw_step; "auto": `inference_window`
                           memory_fraction: float = 0.5, # with "auto": share of the free memory one window may use
-                          crop="none",            # "lungs": read only `lung_box` (probability 0 outside); "none": all of it; or a box (`crop_box`)
+                          crop="none",            # "lungs": read only `lung_box` (probability 0 outside, but for one network pixel where the study is resized); "none": all of it; or a box (`crop_box`)
                          ) -> np.ndarray:
     "PE probability vol[z, y, x] (float32) on the study grid, by Gaussian-weighted sliding-window inference."
     from monai.inferers import sliding_window_inference
@@ -473,17 +473,15 @@ def predict_probabilities(model: torch.nn.Module, # student in eval mode
     dev = pick_device(device)
     box = crop_box(image_hu, crop)
     resized = image_hu.shape[1] > image_size or image_hu.shape[2] > image_size
-    if box is not None and not resized:   # the network's grid is the study's: window the box alone
-        (z0, z1), (y0, y1), (x0, x1) = box
-        full, part = (*image_hu.shape[1:], image_hu.shape[0]), (slice(y0, y1), slice(x0, x1), slice(z0, z1))
-        x = preprocess_image(image_hu[z0:z1, y0:y1, x0:x1], image_size, hu_window)[None, None].to(dev)
-    else:
-        x = preprocess_image(image_hu, image_size, hu_window)[None, None].to(dev)
-        full, part = tuple(x.shape[2:]), None
-        if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resized
-            (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = full[0] / image_hu.shape[1], full[1] / image_hu.shape[2]
-            part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
-            x = x[(..., *part)]
+    hw = (image_size, image_size) if resized else tuple(image_hu.shape[1:])   # the network's in-plane grid
+    full, part = (*hw, image_hu.shape[0]), None
+    if box is not None:   # the box on the network's grid (H, W, D): in-plane scaled as preprocess_image resizes
+        (z0, z1), (y0, y1), (x0, x1) = box; fy, fx = hw[0] / image_hu.shape[1], hw[1] / image_hu.shape[2]
+        part = (slice(int(y0 * fy), math.ceil(y1 * fy)), slice(int(x0 * fx), math.ceil(x1 * fx)), slice(z0, z1))
+    # without a resize only the box is windowed (the same voxels, less work); a resize needs the whole slices first
+    x = preprocess_image(image_hu if resized or box is None else image_hu[z0:z1, y0:y1, x0:x1], image_size, hu_window)
+    x = x[None, None].to(dev)
+    if resized and part is not None: x = x[(..., *part)]
     cuda = dev.startswith("cuda")
     amp = bool(amp) and (cuda or cpu_supports_bf16())
     roi = tuple(int(v) for v in roi_size)

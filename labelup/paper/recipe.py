@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import UsageError
 from ..files import atomic_path, md_table, write_json_atomic, write_text_atomic
 
 # %% auto #0
@@ -47,7 +48,6 @@ DRAW_KEYS = ("data.n_studies", "data.family", "data.phantom_shape", "data.seed",
 def check_levers(levers: dict, # lever name -> profile overrides
                 ) -> dict:
     "The levers, or `UsageError` naming the first that overrides how the run's dataset or its split is drawn (`DRAW_KEYS`)."
-    from labelup.core import UsageError
     for name, ov in levers.items():
         bad = [k for k in ov if k in DRAW_KEYS]
         if bad: raise UsageError(f"lever {name!r} sets {', '.join(bad)}: every lever trains on the run's own studies; "
