@@ -190,6 +190,8 @@ class BenchCfg:
     teacher_studies: int = 1         # `bench teacher`: studies timed and scored, pooled (those with the most PE slices of the test split)
     reference_studies: int = 0       # validation studies the IG references are compared on in 22_tables2_3 (0: all)
     evidence_patch_steps: int = 40   # 22b_evidence: training steps of the strongly supervised clot-patch network
+    student_widths: tuple = ()       # 23_tables4_5: first-level channels of narrower students trained beside the run's (each level
+                                     # doubles, as many levels as student.filters): the speed and F1 a smaller student gives
 
 # %% ../nbs/00a_config.ipynb #579e78ea
 def outcome_settings(cfg, # a profile section (dataclass)
@@ -226,7 +228,8 @@ class Profile:
 
 # %% ../nbs/00a_config.ipynb #3c4372b4
 def _smoke() -> Profile:   # the transfer and cross-family checks' code paths on two studies each
-    return Profile(name="smoke", data=DataCfg(holdout_regime="late", transfer_studies=2, family_studies=2))
+    return Profile(name="smoke", data=DataCfg(holdout_regime="late", transfer_studies=2, family_studies=2),
+                   bench=BenchCfg(student_widths=(4,)))
 
 # %% ../nbs/00a_config.ipynb #cdf89713
 def _synthetic() -> Profile:
@@ -279,8 +282,10 @@ def _synthetic() -> Profile:
                            tune_reference=True),
         # table4_studies 3, teacher_repeats 3: one timed study or run moved a ratio by about 20% on this 2-core machine
         # (the same GL-8 row of the teacher bench took 9.08 s and 7.45 s in one run); each costs about 70 s more.
+        # student_widths 4, 6: Table V trains students of 4-32 and 6-48 channels beside the run's 8-64 on the same
+        # pseudo-labels and times them on the Table IV studies (what a smaller, faster student costs in F1; issue 34)
         bench=BenchCfg(table4_studies=3, teacher_repeats=3, teacher_converged=8, teacher_studies=3, reference_studies=2,
-                       evidence_patch_steps=300),
+                       evidence_patch_steps=300, student_widths=(4, 6)),
         # 48 x 48 x 24 student patches: several times cheaper per training step on a CPU than 64 x 64 x 32;
         # the student learns from the pseudo-labels of 48 train/val studies for 700 steps (the 75-minute budget: a
         # step of 4 patches takes about 1.2 s at 2 threads, and the teacher ~5 s a study);
@@ -351,7 +356,7 @@ def _coerce(old, value):
         if v not in ("1", "true", "yes", "on", "0", "false", "no", "off"): raise ValueError("expected true or false")
         return v in ("1", "true", "yes", "on")
     if isinstance(old, tuple):
-        return tuple(type(old[0])(v) for v in value.strip("()[] ").split(",") if v.strip())
+        return tuple((type(old[0]) if old else int)(v) for v in value.strip("()[] ").split(",") if v.strip())
     return type(old)(value)
 
 # %% ../nbs/00a_config.ipynb #e29c5245
@@ -361,7 +366,7 @@ _AT_LEAST_ONE = {"data.n_studies", "data.image_size", "data.context", "classifie
                  "teacher.slab_batch", "student.iterations", "student.batch_size", "student.sw_batch_size",
                  "finetune.iterations", "finetune.scratch_iterations", "bench.teacher_repeats"}
 _ANY_NUMBER = {"data.window_center"}
-_ANY_LENGTH = {"student.filters"}   # the other tuples have a fixed number of entries (sizes per axis)
+_ANY_LENGTH = {"student.filters", "bench.student_widths"}   # the other tuples have a fixed number of entries (sizes per axis)
 
 CHOICES = {"data.family": ("phantom", "chest", "chest-nomimics", "chest-large"),   # string parameters with a fixed set of values (checked in `get_profile`)
            "student.sw_roi": ("patch", "auto"),
@@ -389,7 +394,7 @@ def _value_problem(key: str, v) -> str | None:
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 1 for x in v):
             return "every entry must be a number >= 1"
         if max(v, default=0) > MAX_SLICE_SIDE: return f"every entry must be <= {MAX_SLICE_SIDE}"
-        if key == "student.filters" and (len(v) > 8 or max(v, default=0) > 1024):   # the network's weights: paper 32-320, 6 levels
+        if key in ("student.filters", "bench.student_widths") and (len(v) > 8 or max(v, default=0) > 1024):   # the network's weights: paper 32-320, 6 levels
             return "at most 8 levels of at most 1024 channels"
         if key in _VOLUMES and math.prod(v) > max_study_voxels():
             return f"{math.prod(v):,} voxels; at most {max_study_voxels():,} (LABELUP_MAX_STUDY_VOXELS)"

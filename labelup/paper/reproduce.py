@@ -190,18 +190,20 @@ def runtime_section(records: dict) -> list[str]:
 # %% ../../nbs/28_reproduce.ipynb #7c75f85f
 TABLES = [("table1", "Table I: slice classifier"), ("table2", "Table II: iterative refinement"),
           ("table3", "Table III: cluster filtering"), ("table4", "Table IV: runtime"),
-          ("table5", "Table V: the student"), ("table6", "Table VI: fine-tuning"),
+          ("table5", "Table V: the student"), ("student_widths", "Student width: a narrower student's speed and F1"),
+          ("table6", "Table VI: fine-tuning"),
           ("references", "IG references compared on validation studies"),
           ("reference_choice", "The teacher's reference and mask fill, chosen on this run's validation studies"),
           ("transfer", "Transfer: the classifier and teacher on a contrast regime held out of training"),
           ("evidence", "Evidence: does the classifier look at the clot?"),
           ("families", "Cross-family: the classifier and teacher on another simulator"),
           ("recipe", "The stage-1 recipe: levers trained and scored in-family and zero-shot")]
-OPTIONAL_TABLES = {"recipe", "reference_choice"}   # written only by an optional notebook or setting: left out of the README when absent
+OPTIONAL_TABLES = {"recipe", "reference_choice", "student_widths"}   # written only by an optional notebook or setting: left out of the README when absent
 
 FIGURES = [("fig3_iterative", "Fig. 3", "22_tables2_3"), ("fig5_by_iteration", "Fig. 5", "22_tables2_3"),
            ("fig6_iterations", "Fig. 6", "22_tables2_3"), ("roc", "the ROC curve", "21_table1"),
-           ("fig_student_detections", "the student's detections", "23_tables4_5"), ("table6_finetune", "Table VI's figure", "24_table6"),
+           ("fig_student_detections", "the student's detections", "23_tables4_5"),
+           ("fig_student_widths", "the student widths' speed against F1", "23_tables4_5"), ("table6_finetune", "Table VI's figure", "24_table6"),
            ("evidence", "the occlusion maps", "22b_evidence")]
 
 def _said(out: Path, notebook: str, label: str) -> str | None:
