@@ -246,9 +246,11 @@ def _synthetic() -> Profile:
         # (held-out slice AUROC 0.75-0.80 on the earlier phantom) where resnet10t learns (06_classifier).
         # 2500 iterations (the 75-minute budget: 6000 took 50 of a 114-minute run, 3000 26 of a 98-minute one; issue 34), negatives drawn at the
         # positives' heights (all of them) and half of them next to a PE slice
-        # of a positive study, cutout and MixUp off: the classifier then responds to the clot (the committed run's
-        # 22b_evidence: with the clots painted over, 29% of the positive test windows lose > 1 logit; height-matched
+        # of a positive study, cutout and MixUp off: the classifier then responds to the clot (an earlier run's
+        # 22b_evidence: with the clots painted over, 29% of the positive test windows lost > 1 logit; height-matched
         # AUROC 91.2), where the paper's recipe at 2500 iterations had learned the slice's height instead (06_classifier).
+        # How much the clot carries varies from run to run: the two runs published on 2026-12-08 gave 5.1% / 84.6 and
+        # 1.6% / 83.5 (each run's 22b_evidence measures it again: results/synthetic/evidence.md).
         # local_stage stays 0 (the whole backbone): cut after resnet10t's stage 2 or 3, with the highest per-position
         # score as the logit, the height-matched AUROC fell from 70.9 to 52.4 / 48.1 on the phantom and zero-shot on the
         # chest family stayed 57-60 (results/recipe/local, 1000 iterations).
