@@ -14,7 +14,7 @@ from .runtime import configure_threads
 # %% auto #0
 __all__ = ['PAPER_SIZE', 'PROFILES', 'CHOICES', 'paper_px', 'paper_voxels', 'voxels_to_paper', 'paper_distance', 'DataCfg',
            'ClassifierCfg', 'TeacherCfg', 'StudentCfg', 'BenchCfg', 'outcome_settings', 'FinetuneCfg', 'Profile',
-           'canonical_record', 'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args',
+           'width_filters', 'canonical_record', 'get_profile', 'profile_keys', 'profile_from_dict', 'add_profile_args',
            'profile_from_args', 'profile_table']
 
 # %% ../nbs/00a_config.ipynb #c77086a2
@@ -413,6 +413,19 @@ def _value_problem(key: str, v) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
 # %% ../nbs/00a_config.ipynb #c9d279a2
+def width_filters(student: StudentCfg, # the run's student settings (their number of levels)
+                  width: int,          # channels of the first level
+                 ) -> tuple:
+    "The filters of a student `width` channels wide: doubling at each level, as many levels as `student.filters`."
+    return tuple(int(width) * 2 ** i for i in range(len(student.filters)))
+
+def _width_problem(p) -> str | None:
+    "Why a narrower student of `bench.student_widths` would not pass the checks `student.filters` passes (None: all do)."
+    for w in p.bench.student_widths:
+        why = _value_problem("student.filters", width_filters(p.student, w))
+        if why: return f"bench.student_widths={w}: its student's filters {width_filters(p.student, w)}: {why}"
+    return None
+
 _SECTION_ALIASES = {"segmenter": "student"}  # old spellings still accepted in --set and in saved profiles
 _KEY_ALIASES = {"teacher.table4_studies": "bench.table4_studies", "teacher.bench_repeats": "bench.teacher_repeats",
                 "teacher.bench_converged": "bench.teacher_converged", "teacher.window_batch": "teacher.slab_batch",
@@ -479,6 +492,8 @@ def get_profile(name: str | Profile = "smoke", # profile name (`smoke`, `synthet
         why = _value_problem(f"{section}.{attr}", new)
         if why: raise UsageError(f"{key}={value}: {why}")
         setattr(p, section, replace(cfg, **{attr: new}))
+    why = _width_problem(p)   # a value that only another section bounds
+    if why: raise UsageError(why)
     return p
 
 # %% ../nbs/00a_config.ipynb #aaee559c
@@ -523,7 +538,9 @@ def profile_from_dict(d: dict, # a profile saved with `Profile.to_dict`
             why = why or _value_problem(f"{k}.{a}", b)
             if why: raise UsageError(f"{source}: {k}.{a}={b!r}: {why}")
         kw[k] = cls(**{a: (tuple(b) if isinstance(getattr(default, a), tuple) else b) for a, b in v.items() if a in known})
-    return Profile(**kw)
+    p = Profile(**kw); why = _width_problem(p)
+    if why: raise UsageError(f"{source}: {why}")
+    return p
 
 # %% ../nbs/00a_config.ipynb #18eea6e8
 def add_profile_args(ap, # an argparse.ArgumentParser

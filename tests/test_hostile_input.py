@@ -245,7 +245,8 @@ def test_seg_passes_dciodvfy(student, tmp_path):
                                       ("student.threshold=1.5", "strictly between 0 and 1"),
                                       ("student.iterations=-5", "must be >= 1"),
                                       ("data.family=../../etc", "choose one of phantom, chest"),
-                                      ("teacher.ig_rule=bogus", "choose one of gausslegendre")])
+                                      ("teacher.ig_rule=bogus", "choose one of gausslegendre"),
+                                      ("bench.student_widths=512", "bench.student_widths=512: its student's filters")])
 def test_bad_overrides(student, tmp_path, capsys, bad, want):
     root, ck = student
     argvs = [["train-classifier", "--cache", str(root / "cache"), "--out", str(tmp_path / "c")],
